@@ -1,0 +1,17 @@
+// Backend stub linked when moekit is built without CUDA: reports no GPU and refuses GPU work
+// with a clear message.
+#include "cuda/backend.h"
+
+#include "core/error.h"
+
+namespace moekit::backend {
+
+bool cuda_compiled() { return false; }
+std::vector<GpuInfo> cuda_devices() { return {}; }
+std::string cuda_unavailable_reason() { return "moekit was built without the CUDA backend (MOEKIT_CUDA=OFF or no nvcc)"; }
+
+void cuda_convert_to_f32(int, core::DType, const std::byte*, std::size_t, float*) {
+    throw Error("cuda", cuda_unavailable_reason());
+}
+
+}  // namespace moekit::backend
