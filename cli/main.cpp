@@ -1,0 +1,92 @@
+// moekit's entry point: declares the subcommands, dispatches to the one parsed, and is the one
+// place that maps errors to exit codes (0 ok, 1 user error, 2 internal error).
+#include <cstdio>
+#include <exception>
+#include <iostream>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "cuda/backend.h"
+
+namespace {
+
+std::string version_text() {
+    std::string text = std::string("moekit ") + MOEKIT_VERSION + "\nCUDA backend: ";
+    if (!moekit::backend::cuda_compiled()) return text + "not built\n";
+    const auto gpus = moekit::backend::cuda_devices();
+    if (gpus.empty()) return text + "built; no usable GPU (" + moekit::backend::cuda_unavailable_reason() + ")\n";
+    text += "built\n";
+    for (const auto& gpu : gpus) text += "  GPU " + std::to_string(gpu.index) + ": " + gpu.name + "\n";
+    return text;
+}
+
+int run(int argc, char** argv) {
+    using namespace moekit::cli;
+    CLI::App app{
+        "moekit: profile, evaluate and compress Mixture-of-Experts checkpoints.\n\n"
+        "Works on Hugging Face checkpoint directories (config.json + safetensors) of Mixtral,\n"
+        "Qwen2-MoE, Qwen3-MoE, OLMoE, DeepSeek-V2 and DeepSeek-V3. Run 'moekit COMMAND --help'\n"
+        "for a command's options and examples.\n\n"
+        "Exit codes: 0 ok, 1 bad input (the message says what and where), 2 internal error.",
+        "moekit"};
+    app.require_subcommand(1);
+    bool show_version = false;
+    app.add_flag("--version", show_version, "Print the version and the compute backends, then exit");
+    app.footer("Start with:  moekit inspect MODEL_DIR");
+
+    InspectCommand inspect;
+    CLI::App* inspect_app = add_inspect(app, inspect);
+
+    if (argc == 1) {
+        std::cout << app.help();
+        return 0;
+    }
+    // --version must work without a subcommand.
+    for (int i = 1; i < argc; ++i)
+        if (std::string(argv[i]) == "--version") {
+            std::cout << version_text();
+            return 0;
+        }
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        const int code = app.exit(e);  // prints help or the parse error
+        return code == 0 ? 0 : 1;
+    }
+    if (inspect_app->parsed()) return run_inspect(inspect);
+    return 1;
+}
+
+}  // namespace
+
+// With --json, a failure is also reported as a JSON document on stdout so scripts always get
+// something to parse.
+static void report_json_error(int argc, char** argv, const std::string& kind, const std::string& message) {
+    for (int i = 1; i < argc; ++i)
+        if (std::string(argv[i]) == "--json") {
+            const nlohmann::ordered_json doc = {{"schema_version", 1}, {"ok", false}, {"error", {{"kind", kind}, {"message", message}}}};
+            std::cout << doc.dump(2) << "\n";
+            return;
+        }
+}
+
+int main(int argc, char** argv) {
+    try {
+        return run(argc, argv);
+    } catch (const moekit::Error& e) {
+        std::cerr << "moekit: error: " << e.what() << "\n";
+        report_json_error(argc, argv, "user", e.what());
+        return 1;
+    } catch (const std::exception& e) {
+        std::cerr << "moekit: internal error: " << e.what() << "\n(please report this with the command line)\n";
+        report_json_error(argc, argv, "internal", e.what());
+        return 2;
+    } catch (...) {
+        std::cerr << "moekit: internal error: unknown exception\n";
+        return 2;
+    }
+}
