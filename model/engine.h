@@ -1,0 +1,128 @@
+// The layer-streaming forward engine: teacher-forced forward of every supported architecture
+// in fp32 on the CPU. Weights of one decoder layer are resident at a time: all sequences are
+// pushed through layer l, observers see what they asked for, layer l is freed, then l+1.
+// Peak memory = one layer's weights + the activations of the token set, independent of depth.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "io/checkpoint.h"
+#include "model/arch.h"
+
+namespace moekit::model {
+
+using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using IndexMatrix = Eigen::Matrix<int32_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// Named observation sites; an observer's sites() is a bitwise OR. The engine computes nothing
+// extra for sites nobody asked for (non-routed expert outputs only for kSiteAllExperts).
+// Observers are called on the thread that called forward_hidden, in this order per layer:
+// on_router; then, experts in ascending order, each expert's kSiteExpert event (only experts with
+// at least one routed token) followed by its kSiteAllExperts event; on_moe_block; on_layer.
+// Dense (non-MoE) layers emit only on_layer. An observer that asked for both kSiteExpert and
+// kSiteAllExperts receives both events for an expert (the all-experts one has rows = 0..T-1).
+// Event references are valid only during the call.
+enum Site : uint32_t {
+    kSiteRouter = 1u << 0,         // router logits, scores, selected experts, gates
+    kSiteExpert = 1u << 1,         // per routed expert: its routed inputs and outputs (before gating)
+    kSiteAllExperts = 1u << 2,     // every expert on every token (costly: HC-SMoE, NAEE)
+    kSiteMoeBlock = 1u << 3,       // MoE block: residual before, normed input, routed output
+    kSiteLayer = 1u << 4,          // decoder layer input and output hidden states
+};
+
+// Rows of the layer-wide token matrix are the concatenation of all sequences, in order.
+struct TokenLayout {
+    std::vector<int64_t> seq_begin;  // row offset of each sequence; size n_seq + 1
+    int64_t n_tokens() const { return seq_begin.empty() ? 0 : seq_begin.back(); }
+};
+
+struct RouterEvent {
+    int64_t layer;                 // decoder layer index
+    const TokenLayout& tokens;
+    const Matrix& logits;          // [T, E] raw router logits (fp32)
+    const Matrix& scores;          // [T, E] softmax or sigmoid of the logits (before any bias)
+    const IndexMatrix& selected;   // [T, k] selected experts, in the order the router ranks them
+    const Matrix& gates;           // [T, k] weight applied to each selected expert's output
+};
+
+struct ExpertEvent {
+    int64_t layer;
+    int64_t expert;
+    std::span<const int64_t> rows; // token rows routed to this expert (all rows for kSiteAllExperts)
+    const Matrix& input;           // [n, d_model] expert input (the normed MoE block input)
+    const Matrix& output;          // [n, d_model] expert output before gating
+    std::span<const float> gates;  // [n] gate weight applied (0 for non-routed rows)
+};
+
+struct MoeBlockEvent {
+    int64_t layer;
+    const TokenLayout& tokens;
+    const Matrix& residual;        // [T, d] hidden state entering the MoE sub-block (h)
+    const Matrix& input;           // [T, d] after post-attention norm (x)
+    const Matrix& routed_output;   // [T, d] sum of gated routed expert outputs (y, no shared expert)
+    const Matrix& output;          // [T, d] full block output added to the residual
+};
+
+struct LayerEvent {
+    int64_t layer;
+    const TokenLayout& tokens;
+    const Matrix& input;
+    const Matrix& output;
+};
+
+class Observer {
+public:
+    virtual ~Observer() = default;
+    virtual uint32_t sites() const = 0;
+    virtual void on_router(const RouterEvent&) {}
+    virtual void on_expert(const ExpertEvent&) {}
+    virtual void on_moe_block(const MoeBlockEvent&) {}
+    virtual void on_layer(const LayerEvent&) {}
+};
+
+struct EngineOptions {
+    int threads = 0;               // 0: OpenMP default
+    // logits(): the fp32 lm_head is converted once and kept when it is at most this many bytes;
+    // larger ones are converted in row blocks on every call.
+    uint64_t lm_head_cache_max_bytes = uint64_t(256) << 20;
+};
+
+class Engine {
+public:
+    // Reads config.json through the architecture registry; weights stay on disk until needed.
+    // The engine keeps a reference to `checkpoint`, which must outlive it.
+    explicit Engine(const io::Checkpoint& checkpoint, EngineOptions options = {});
+    ~Engine();
+    Engine(Engine&&) noexcept;
+
+    const ModelConfig& config() const;
+    const ArchSpec& arch() const;
+
+    // Runs every sequence through all decoder layers (causal, positions start at 0 in each
+    // sequence) and returns the final-normed hidden states, one row per token.
+    Matrix forward_hidden(const std::vector<std::vector<int32_t>>& sequences,
+                          std::span<Observer* const> observers = {}) const;
+
+    // lm_head on rows [row_begin, row_begin + n_rows) of `hidden`: logits [n_rows, vocab].
+    // Callers process the vocabulary projection in chunks so it never holds T x vocab.
+    // lm_head weights: converted to fp32 once and cached when the table is at most
+    // EngineOptions::lm_head_cache_max_bytes in fp32, otherwise converted block by block from the
+    // mapped bytes on every call. Thread-safe.
+    Matrix logits(const Matrix& hidden, int64_t row_begin, int64_t n_rows) const;
+
+    // Debug/telemetry: the most bytes of fp32 decoder-layer weights (and final norm) resident at
+    // once since construction, counted by the allocator of the weight buffers. Layer streaming
+    // keeps it at about one layer's weights whatever n_layer is; the lm_head is not included.
+    uint64_t peak_weight_bytes() const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace moekit::model

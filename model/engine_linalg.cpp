@@ -1,0 +1,67 @@
+#include "model/engine_linalg.h"
+
+#include <algorithm>
+
+namespace moekit::model::detail {
+
+int64_t row_block(int64_t n, int n_threads, int64_t min_rows, int tasks_per_thread) {
+    const int64_t tasks = std::max<int64_t>(1, int64_t(n_threads) * tasks_per_thread);
+    return std::max<int64_t>(min_rows, (n + tasks - 1) / tasks);
+}
+
+void linear(const ConstRef& x, const Weight& w, const Weight* bias, Matrix& out, int n_threads) {
+    const int64_t n = x.rows();
+    const int64_t n_out = w.rows;
+    out.resize(n, n_out);
+    const auto W = w.mat();
+    const bool has_bias = bias && !bias->empty();
+    if (n >= 32 * int64_t(n_threads) || n_out < 64) {
+        const int64_t rb = row_block(n, n_threads, 16);
+        const auto n_blocks = static_cast<std::ptrdiff_t>((n + rb - 1) / rb);
+#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_blocks > 1)
+        for (std::ptrdiff_t b = 0; b < n_blocks; ++b) {
+            const int64_t r0 = b * rb, nr = std::min(rb, n - r0);
+            out.middleRows(r0, nr).noalias() = x.middleRows(r0, nr) * W.transpose();
+            if (has_bias) out.middleRows(r0, nr).rowwise() += bias->vec();
+        }
+    } else {
+        // Few rows: split the output columns (weight rows) so each thread streams a slice of W.
+        const int64_t cb = ((row_block(n_out, n_threads, 64) + 15) / 16) * 16;
+        const auto n_blocks = static_cast<std::ptrdiff_t>((n_out + cb - 1) / cb);
+#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_blocks > 1)
+        for (std::ptrdiff_t b = 0; b < n_blocks; ++b) {
+            const int64_t c0 = b * cb, nc = std::min(cb, n_out - c0);
+            out.middleCols(c0, nc).noalias() = x * W.middleRows(c0, nc).transpose();
+            if (has_bias) out.middleCols(c0, nc).rowwise() += bias->vec().segment(c0, nc);
+        }
+    }
+}
+
+void mlp_rows(const ConstRef& x, const MlpWeights& w, Matrix& scratch, MutRef y) {
+    const int64_t f = w.d_ff();
+    scratch.resize(x.rows(), 2 * f);
+    scratch.noalias() = x * w.gate_up.mat().transpose();
+    if (!w.gate_up_bias.empty()) scratch.rowwise() += w.gate_up_bias.vec();
+    auto g = scratch.leftCols(f).array();
+    g = g / (1.0f + (-g).exp()) * scratch.rightCols(f).array();  // silu(gate) * up
+    y.noalias() = scratch.leftCols(f) * w.down.mat().transpose();
+    if (!w.down_bias.empty()) y.rowwise() += w.down_bias.vec();
+}
+
+void mlp(const Matrix& x, const MlpWeights& w, Matrix& y, int n_threads) {
+    const int64_t n = x.rows();
+    y.resize(n, w.down.rows);
+    const int64_t rb = row_block(n, n_threads, 32);
+    const auto n_blocks = static_cast<std::ptrdiff_t>((n + rb - 1) / rb);
+#pragma omp parallel num_threads(n_threads) if (n_blocks > 1)
+    {
+        Matrix scratch;
+#pragma omp for schedule(static)
+        for (std::ptrdiff_t b = 0; b < n_blocks; ++b) {
+            const int64_t r0 = b * rb, nr = std::min(rb, n - r0);
+            mlp_rows(x.middleRows(r0, nr), w, scratch, y.middleRows(r0, nr));
+        }
+    }
+}
+
+}  // namespace moekit::model::detail

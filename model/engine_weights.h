@@ -1,0 +1,145 @@
+// Private to the forward engine (model/engine*.cpp, attention*, moe*): fp32 weight buffers whose
+// allocations are counted, the weights of one decoder layer (LayerWeights), and the loader that
+// converts them from the checkpoint's mapped bytes (bf16/f16/f32/fp8 with block scales).
+//
+// Memory accounting: every Weight buffer is a std::vector with a counting allocator bound to the
+// engine's WeightCounter, so `now`/`peak` are the bytes actually allocated for fp32 weights, not
+// a number the engine adds up by hand. Engine::peak_weight_bytes() reports `peak`.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <new>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "io/checkpoint.h"
+#include "model/arch.h"
+#include "model/engine.h"
+
+namespace moekit::model::detail {
+
+struct WeightCounter {
+    std::atomic<uint64_t> now{0};
+    std::atomic<uint64_t> peak{0};
+    void add(uint64_t bytes) {
+        const uint64_t cur = now.fetch_add(bytes) + bytes;
+        uint64_t prev = peak.load();
+        while (cur > prev && !peak.compare_exchange_weak(prev, cur)) {}
+    }
+    void sub(uint64_t bytes) { now.fetch_sub(bytes); }
+};
+
+template <class T>
+struct CountingAllocator {
+    using value_type = T;
+    // Moving/assigning a Weight takes its buffer and its counter along (no uncounted copies).
+    using propagate_on_container_move_assignment = std::true_type;
+    using propagate_on_container_copy_assignment = std::true_type;
+    using propagate_on_container_swap = std::true_type;
+    WeightCounter* counter = nullptr;
+    CountingAllocator() = default;
+    explicit CountingAllocator(WeightCounter* c) : counter(c) {}
+    template <class U>
+    CountingAllocator(const CountingAllocator<U>& other) : counter(other.counter) {}
+    T* allocate(std::size_t n) {
+        T* p = static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t{64}));
+        if (counter) counter->add(n * sizeof(T));
+        return p;
+    }
+    void deallocate(T* p, std::size_t n) noexcept {
+        if (counter) counter->sub(n * sizeof(T));
+        ::operator delete(p, std::align_val_t{64});
+    }
+    template <class U>
+    bool operator==(const CountingAllocator<U>& o) const { return counter == o.counter; }
+};
+
+using ConstMatrixMap = Eigen::Map<const Matrix>;
+using ConstRowMap = Eigen::Map<const Eigen::RowVectorXf>;
+
+// A dense fp32 tensor [rows, cols] (a vector has rows = 1). Empty when the tensor is absent.
+struct Weight {
+    std::vector<float, CountingAllocator<float>> data;
+    int64_t rows = 0;
+    int64_t cols = 0;
+    bool empty() const { return data.empty(); }
+    ConstMatrixMap mat() const { return ConstMatrixMap(data.data(), rows, cols); }
+    ConstRowMap vec() const { return ConstRowMap(data.data(), rows * cols); }
+};
+
+// A SwiGLU MLP: gate and up fused into one [2F, d] matrix (rows [0, F) gate, [F, 2F) up), so one
+// GEMM computes both. Biases (DeepSeek-V2 mlp_bias) likewise fused.
+struct MlpWeights {
+    Weight gate_up;
+    Weight gate_up_bias;
+    Weight down;
+    Weight down_bias;
+    int64_t d_ff() const { return gate_up.rows / 2; }
+    bool empty() const { return gate_up.empty(); }
+};
+
+struct AttentionWeights {
+    // Ordinary attention (GQA); q is also MLA's plain q_proj when q_lora_rank == 0.
+    Weight q, k, v, o, q_bias, k_bias, v_bias, o_bias, q_norm, k_norm;
+    // MLA (DeepSeek-V2/V3).
+    Weight q_a, q_a_bias, q_a_norm, q_b, kv_a, kv_a_bias, kv_a_norm, kv_b;
+};
+
+// Everything decoder layer `layer` needs. Routed experts are loaded after routing, only those
+// with tokens (or all of them when an observer asked for kSiteAllExperts).
+struct LayerWeights {
+    int64_t layer = -1;
+    Weight input_norm, post_norm;
+    AttentionWeights attn;
+    MlpWeights dense;                 // dense (non-MoE) layers
+    Weight router;                    // [E, d]
+    Weight router_bias;               // DeepSeek-V3 e_score_correction_bias [E]
+    MlpWeights shared;                // shared expert(s), empty if none
+    Weight shared_gate;               // Qwen2-MoE shared_expert_gate [1, d]
+    std::vector<MlpWeights> experts;  // size n_expert; an entry is empty until loaded
+};
+
+class WeightLoader {
+public:
+    WeightLoader(const io::Checkpoint& checkpoint, const ArchSpec& arch, const ModelConfig& config,
+                 WeightCounter& counter);
+
+    // All of layer il's weights except the routed experts.
+    LayerWeights load_layer(int64_t il) const;
+    // Loads the listed experts of lw.layer that are not loaded yet (in parallel over experts).
+    void load_experts(LayerWeights& lw, std::span<const int64_t> experts, int n_threads) const;
+    // Frees one expert's weights (after its last use).
+    static void release_expert(LayerWeights& lw, int64_t ie);
+
+    Weight alloc(int64_t rows, int64_t cols) const;     // counted, uninitialized
+    Weight load(std::string_view name) const;           // throws Error if absent
+    Weight load_optional(std::string_view name) const;  // empty if absent
+
+    // Rows `ids` of a 2-D tensor [n, d], converted per row from the mapped bytes into out [ids, d].
+    void gather_rows(std::string_view name, std::span<const int32_t> ids, Matrix& out) const;
+    // Rows [row_begin, row_begin + n) of a 2-D tensor as fp32 into dst (n x cols floats).
+    void read_rows(std::string_view name, int64_t row_begin, int64_t n, float* dst) const;
+    // Shape of a tensor (throws Error if absent).
+    std::vector<int64_t> shape(std::string_view name) const;
+
+    const io::Checkpoint& checkpoint() const { return ckpt_; }
+    WeightCounter& counter() const { return counter_; }
+
+private:
+    MlpWeights load_mlp(const std::string& gate, const std::string& up, const std::string& down, bool bias) const;
+    void read_into(std::string_view name, float* dst, uint64_t n_expected) const;
+
+    const io::Checkpoint& ckpt_;
+    const ArchSpec& arch_;
+    const ModelConfig& mc_;
+    WeightCounter& counter_;
+};
+
+}  // namespace moekit::model::detail
