@@ -13,6 +13,8 @@
 // then its kSiteAllExperts event), then moe_block, then layer.
 #include "model/engine.h"
 
+#include "core/blas.h"
+
 #include <omp.h>
 
 #include <algorithm>
@@ -64,6 +66,7 @@ Engine::Engine(const io::Checkpoint& checkpoint, EngineOptions options) : impl_(
     m.mc = std::move(resolved.config);
     m.extras = read_extras(checkpoint.config(), m.mc);
     m.n_threads = options.threads > 0 ? options.threads : std::max(1, omp_get_max_threads());
+    core::use_single_threaded_blas();  // our OpenMP regions own the parallelism
     m.eps = static_cast<float>(m.mc.rms_norm_eps);
     m.head_cache_max_bytes = options.lm_head_cache_max_bytes;
     if (static_cast<int64_t>(m.mc.is_moe_layer.size()) != m.mc.n_layer)
