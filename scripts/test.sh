@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls exactly this):
-#   1. scripts/setup.sh (packages, venv, Release build with the CUDA backend when nvcc exists);
+#   1. scripts/setup.sh --torch (packages, venv with transformers as the numerics oracle,
+#      Release build with the CUDA backend when nvcc exists);
 #   2. ctest on that build: unit (gtest), CLI end-to-end and Python interop tests;
 #   3. the I/O and core unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer;
 #   4. the safetensors header fuzzer (libFuzzer, clang) for MOEKIT_FUZZ_SECONDS (default 60).
@@ -29,7 +30,7 @@ run_ctest() {
 }
 
 step "setup and build"
-scripts/setup.sh || { echo "setup/build failed"; echo "0 passed, 1 failed"; exit 1; }
+scripts/setup.sh --torch || { echo "setup/build failed"; echo "0 passed, 1 failed"; exit 1; }
 
 step "unit, CLI and interop tests (build/)"
 run_ctest --test-dir build

@@ -52,6 +52,13 @@ def torch_raw(t):
 def read(path, out_dir):
     from safetensors import safe_open
     framework = "pt" if torch is not None else "np"
+    if torch is None:
+        header_len = int.from_bytes(open(path, "rb").read(8), "little")
+        header = json.loads(open(path, "rb").read(8 + header_len)[8:])
+        needs_torch = sorted({v["dtype"] for k, v in header.items() if k != "__metadata__"} - set(NP_NAMES.values()))
+        if needs_torch:
+            print(f"SKIPPED: dtypes {needs_torch} need torch (scripts/setup.sh --torch)", file=sys.stderr)
+            sys.exit(77)
     with safe_open(path, framework=framework) as f:
         metadata = f.metadata() or {}
         for name in f.keys():

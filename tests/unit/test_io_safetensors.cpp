@@ -1,6 +1,7 @@
 // safetensors parsing (every malformed-input case), the writer, round trips, and oracle tests
 // against the Python `safetensors` package.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include <unistd.h>
 
@@ -588,7 +589,12 @@ TEST(IoSafetensorsOracle, PythonReadsWhatMoekitWrites) {
     expected["empty"] = {};
     write_safetensors(dir / "moekit.safetensors", sources, {{"format", "pt"}, {"origin", "moekit"}});
     fs::create_directories(dir / "dump");
-    ASSERT_EQ(run_oracle("read", dir / "moekit.safetensors", dir / "dump"), 0) << "python failed to load our file";
+    const int rc = run_oracle("read", dir / "moekit.safetensors", dir / "dump");
+    if (WIFEXITED(rc) && WEXITSTATUS(rc) == 77) {
+        std::fprintf(stderr, "*** SKIPPED: the python oracle needs torch for bf16/fp8 (scripts/setup.sh --torch)\n");
+        GTEST_SKIP() << "SKIPPED: python oracle lacks torch for bf16/fp8";
+    }
+    ASSERT_EQ(rc, 0) << "python failed to load our file";
     for (const auto& source : sources) {
         const std::string raw = read_all(dir / "dump" / (source.name + ".bin"));
         const auto& want = expected[source.name];
