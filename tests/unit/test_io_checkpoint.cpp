@@ -1,6 +1,8 @@
 // Checkpoint::open: single-file and sharded checkpoints, every index inconsistency, config.
 #include <gtest/gtest.h>
 
+#include "test_util.h"
+
 #include <unistd.h>
 
 #include <cstring>
@@ -13,31 +15,12 @@
 
 namespace {
 
+using moekit::test::TempDir;
+using moekit::test::write_all;
+
 using namespace moekit;
 using namespace moekit::io;
 using core::DType;
-
-class TempDir {
-public:
-    TempDir() {
-        static int counter = 0;
-        path_ = fs::temp_directory_path() /
-                ("moekit-test-ckpt-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-        fs::remove_all(path_);
-        fs::create_directories(path_);
-    }
-    ~TempDir() { fs::remove_all(path_); }
-    const fs::path& path() const { return path_; }
-    fs::path operator/(const std::string& name) const { return path_ / name; }
-
-private:
-    fs::path path_;
-};
-
-void write_text(const fs::path& path, const std::string& text) {
-    std::ofstream out(path, std::ios::binary);
-    out << text;
-}
 
 // A float32 tensor of n elements valued base, base+1, ...
 TensorSource f32_tensor(const std::string& name, std::vector<int64_t> shape, float base) {
@@ -57,9 +40,9 @@ const char* kConfig = R"({"model_type": "mixtral", "num_hidden_layers": 2, "hidd
 void make_checkpoint(const fs::path& dir, const std::map<std::string, std::vector<TensorSource>>& shards,
                      const std::string& index = "") {
     fs::create_directories(dir);
-    write_text(dir / "config.json", kConfig);
+    write_all(dir / "config.json", kConfig);
     for (const auto& [file, tensors] : shards) write_safetensors(dir / file, tensors);
-    if (!index.empty()) write_text(dir / "model.safetensors.index.json", index);
+    if (!index.empty()) write_all(dir / "model.safetensors.index.json", index);
 }
 
 std::string open_error(const fs::path& dir) {
@@ -142,7 +125,7 @@ TEST(IoCheckpoint, MissingDirectory) {
 
 TEST(IoCheckpoint, PathIsAFile) {
     TempDir dir;
-    write_text(dir / "file", "x");
+    write_all(dir / "file", "x");
     EXPECT_CONTAINS(open_error(dir / "file"), "is not a directory");
 }
 
@@ -155,7 +138,7 @@ TEST(IoCheckpoint, MissingConfig) {
 TEST(IoCheckpoint, InvalidConfigJson) {
     TempDir dir;
     make_checkpoint(dir.path(), {{"model.safetensors", {f32_tensor("a", {1}, 0)}}});
-    write_text(dir / "config.json", "{\"a\": ");
+    write_all(dir / "config.json", "{\"a\": ");
     const std::string m = open_error(dir.path());
     EXPECT_CONTAINS(m, "[config] " + (dir / "config.json").string() + ": invalid JSON: ");
 }
@@ -218,17 +201,17 @@ TEST(IoCheckpoint, IndexErrors) {
     TempDir dir;
     make_checkpoint(dir.path(), {{kShard1, {f32_tensor("a", {1}, 0)}}}, "{\"weight_map\": [");
     EXPECT_CONTAINS(open_error(dir.path()), "model.safetensors.index.json: invalid JSON: ");
-    write_text(dir / "model.safetensors.index.json", R"({"weight_map": {"a": 1e999}})");
+    write_all(dir / "model.safetensors.index.json", R"({"weight_map": {"a": 1e999}})");
     EXPECT_CONTAINS(open_error(dir.path()), "model.safetensors.index.json: invalid JSON: ");
-    write_text(dir / "model.safetensors.index.json", R"({"metadata": {}})");
+    write_all(dir / "model.safetensors.index.json", R"({"metadata": {}})");
     EXPECT_CONTAINS(open_error(dir.path()), "model.safetensors.index.json: missing 'weight_map'");
-    write_text(dir / "model.safetensors.index.json", R"({"weight_map": []})");
+    write_all(dir / "model.safetensors.index.json", R"({"weight_map": []})");
     EXPECT_CONTAINS(open_error(dir.path()), "'weight_map' must be an object, got array");
-    write_text(dir / "model.safetensors.index.json", R"({"weight_map": {"a": 3}})");
+    write_all(dir / "model.safetensors.index.json", R"({"weight_map": {"a": 3}})");
     EXPECT_CONTAINS(open_error(dir.path()), "weight_map entry for tensor 'a' must be a shard file name (string)");
-    write_text(dir / "model.safetensors.index.json", R"({"weight_map": {"a": "../x.safetensors"}})");
+    write_all(dir / "model.safetensors.index.json", R"({"weight_map": {"a": "../x.safetensors"}})");
     EXPECT_CONTAINS(open_error(dir.path()), "names '../x.safetensors', which is not a file name in the checkpoint directory");
-    write_text(dir / "model.safetensors.index.json", R"({"weight_map": {}})");
+    write_all(dir / "model.safetensors.index.json", R"({"weight_map": {}})");
     EXPECT_CONTAINS(open_error(dir.path()), "'weight_map' is empty");
 }
 
@@ -293,16 +276,16 @@ TEST(IoHfConfig, ErrorsNameFieldAndFile) {
 
 TEST(IoHfConfig, LoadKeepsOrderAndReportsBadFiles) {
     TempDir dir;
-    write_text(dir / "config.json", R"({"z": 1, "a": 2, "m": {"y": 1, "b": 2}})");
+    write_all(dir / "config.json", R"({"z": 1, "a": 2, "m": {"y": 1, "b": 2}})");
     const auto config = HfConfig::load(dir / "config.json");
     EXPECT_EQ(config.json().dump(), R"({"z":1,"a":2,"m":{"y":1,"b":2}})");
     EXPECT_EQ(config.source(), dir / "config.json");
     EXPECT_CONTAINS(config_error([&] { HfConfig::load(dir / "missing.json"); }),
                     (dir / "missing.json").string() + ": cannot read");
-    write_text(dir / "huge.json", "{\"a\": -1e999}");
+    write_all(dir / "huge.json", "{\"a\": -1e999}");
     EXPECT_CONTAINS(config_error([&] { HfConfig::load(dir / "huge.json"); }),
                     (dir / "huge.json").string() + ": invalid JSON: ");
-    write_text(dir / "bad.json", "{\"a\": tru}");
+    write_all(dir / "bad.json", "{\"a\": tru}");
     EXPECT_CONTAINS(config_error([&] { HfConfig::load(dir / "bad.json"); }),
                     (dir / "bad.json").string() + ": invalid JSON: [json.exception.parse_error.101] parse error at line 1");
 }

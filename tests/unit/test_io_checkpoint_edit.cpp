@@ -2,6 +2,8 @@
 // preserved, file copying, sharding + index, refusals, atomicity, natural_less.
 #include <gtest/gtest.h>
 
+#include "test_util.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,41 +19,14 @@
 
 namespace {
 
+using moekit::test::TempDir;
+using moekit::test::write_all;
+using moekit::test::read_all;
+using moekit::test::safe_memcmp;
+
 using namespace moekit;
 using namespace moekit::io;
 using core::DType;
-
-// memcmp that accepts null pointers for empty ranges (std::memcmp does not).
-int safe_memcmp(const void* a, const void* b, std::size_t n) { return n == 0 ? 0 : std::memcmp(a, b, n); }
-
-class TempDir {
-public:
-    TempDir() {
-        static int counter = 0;
-        path_ = fs::temp_directory_path() /
-                ("moekit-test-edit-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-        fs::remove_all(path_);
-        fs::create_directories(path_);
-    }
-    ~TempDir() { fs::remove_all(path_); }
-    const fs::path& path() const { return path_; }
-    fs::path operator/(const std::string& name) const { return path_ / name; }
-
-private:
-    fs::path path_;
-};
-
-std::string read_all(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
-
-void write_text(const fs::path& path, const std::string& text) {
-    std::ofstream out(path, std::ios::binary);
-    out << text;
-}
 
 TensorSource random_tensor(const std::string& name, DType dtype, std::vector<int64_t> shape, uint32_t seed) {
     std::size_t n = core::dtype_size(dtype);
@@ -101,14 +76,14 @@ struct Fixture {
             tensors.push_back(random_tensor(layer + "input_layernorm.weight", DType::F32, {8}, seed++));
         }
         tensors.push_back(random_tensor("lm_head.weight", DType::F16, {16, 8}, seed++));
-        write_text(in / "config.json", kConfig);
-        write_text(in / "tokenizer.json", R"({"version": "1.0", "model": {"type": "BPE"}})");
-        write_text(in / "tokenizer_config.json", "{\"bos_token\": \"<s>\"}\n");
-        write_text(in / "generation_config.json", "{\"do_sample\": false}");
-        write_text(in / "README.md", "# model\n");
-        write_text(in / "pytorch_model.bin", "stale weights");
+        write_all(in / "config.json", kConfig);
+        write_all(in / "tokenizer.json", R"({"version": "1.0", "model": {"type": "BPE"}})");
+        write_all(in / "tokenizer_config.json", "{\"bos_token\": \"<s>\"}\n");
+        write_all(in / "generation_config.json", "{\"do_sample\": false}");
+        write_all(in / "README.md", "# model\n");
+        write_all(in / "pytorch_model.bin", "stale weights");
         fs::create_directories(in / "subdir");
-        write_text(in / "subdir" / "nested.txt", "not copied");
+        write_all(in / "subdir" / "nested.txt", "not copied");
         if (!sharded) {
             write_safetensors(in / "model.safetensors", tensors);
         } else {
@@ -119,7 +94,7 @@ struct Fixture {
             nlohmann::json index = {{"metadata", {{"total_size", 0}}}, {"weight_map", nlohmann::json::object()}};
             for (const auto& t : a) index["weight_map"][t.name] = "model-00001-of-00002.safetensors";
             for (const auto& t : b) index["weight_map"][t.name] = "model-00002-of-00002.safetensors";
-            write_text(in / "model.safetensors.index.json", index.dump(2));
+            write_all(in / "model.safetensors.index.json", index.dump(2));
         }
     }
 
@@ -360,7 +335,7 @@ TEST(IoCheckpointEdit, ExistingOutputNeedsForceAndForceReplaces) {
     Fixture fx;
     const Checkpoint input = Checkpoint::open(fx.in);
     fs::create_directories(fx.tmp / "out");
-    write_text(fx.tmp / "out" / "old.txt", "old");
+    write_all(fx.tmp / "out" / "old.txt", "old");
     EXPECT_CONTAINS(write_error(input, {}, fx.tmp / "out"), "already exists; pass --force to replace it");
     EXPECT_EQ(read_all(fx.tmp / "out" / "old.txt"), "old");
     write_checkpoint(input, {}, fx.tmp / "out", {.force = true});
@@ -374,7 +349,7 @@ TEST(IoCheckpointEdit, FailingPutLeavesNoTempAndKeepsOldOutput) {
     Fixture fx;
     const Checkpoint input = Checkpoint::open(fx.in);
     fs::create_directories(fx.tmp / "out");
-    write_text(fx.tmp / "out" / "old.txt", "old");
+    write_all(fx.tmp / "out" / "old.txt", "old");
     CheckpointEdit edit;
     edit.put.push_back(TensorSource{"boom", DType::U8, {4}, 4, [](std::byte*) { throw Error("test", "fill failed"); }});
     EXPECT_CONTAINS(write_error(input, edit, fx.tmp / "out", {.force = true}), "fill failed");

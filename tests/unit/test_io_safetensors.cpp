@@ -1,6 +1,8 @@
 // safetensors parsing (every malformed-input case), the writer, round trips, and oracle tests
 // against the Python `safetensors` package.
 #include <gtest/gtest.h>
+
+#include "test_util.h"
 #include <sys/wait.h>
 
 #include <unistd.h>
@@ -18,41 +20,14 @@
 
 namespace {
 
+using moekit::test::TempDir;
+using moekit::test::read_all;
+using moekit::test::write_all;
+using moekit::test::safe_memcmp;
+
 using namespace moekit;
 using namespace moekit::io;
 using core::DType;
-
-// memcmp that accepts null pointers for empty ranges (std::memcmp does not).
-int safe_memcmp(const void* a, const void* b, std::size_t n) { return n == 0 ? 0 : std::memcmp(a, b, n); }
-
-class TempDir {
-public:
-    TempDir() {
-        static int counter = 0;
-        path_ = fs::temp_directory_path() /
-                ("moekit-test-st-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-        fs::remove_all(path_);
-        fs::create_directories(path_);
-    }
-    ~TempDir() { fs::remove_all(path_); }
-    const fs::path& path() const { return path_; }
-    fs::path operator/(const std::string& name) const { return path_ / name; }
-
-private:
-    fs::path path_;
-};
-
-std::string read_all(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
-
-void write_all(const fs::path& path, const std::string& bytes) {
-    std::ofstream out(path, std::ios::binary);
-    out.write(bytes.data(), std::streamsize(bytes.size()));
-}
 
 std::string le64(uint64_t v) {
     std::string s(8, '\0');
