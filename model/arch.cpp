@@ -81,6 +81,13 @@ std::optional<TensorCategory> ArchSpec::tolerated_extra(const ModelConfig&, std:
     return std::nullopt;
 }
 
+ExpertTensorNames ArchSpec::expert_tensors(int64_t il, int64_t ie) const {
+    const std::string p = detail::layer_prefix(il) + "mlp.experts." + std::to_string(ie) + ".";
+    return {p + "gate_proj.weight", p + "up_proj.weight", p + "down_proj.weight"};
+}
+
+std::string ArchSpec::router_weight(int64_t il) const { return detail::layer_prefix(il) + "mlp.gate.weight"; }
+
 const ArchSpec& arch_for(std::string_view model_type) {
     if (const ArchSpec* arch = find_arch(model_type)) return *arch;
     throw Error("model", "unsupported model_type '" + std::string(model_type) + "'; supported: " + supported_list());

@@ -98,8 +98,10 @@ public:
     // Accepts both the transformers 4.x and 5.x spellings (e.g. rope_theta vs rope_parameters).
     virtual ModelConfig parse_config(const io::HfConfig& config) const = 0;
     virtual std::vector<ExpectedTensor> expected_tensors(const ModelConfig& config) const = 0;
-    virtual ExpertTensorNames expert_tensors(int64_t il, int64_t ie) const = 0;
-    virtual std::string router_weight(int64_t il) const = 0;
+    // Defaults: the naming most architectures share, "model.layers.{il}.mlp.experts.{ie}.
+    // {gate,up,down}_proj.weight" and "model.layers.{il}.mlp.gate.weight"; Mixtral overrides.
+    virtual ExpertTensorNames expert_tensors(int64_t il, int64_t ie) const;
+    virtual std::string router_weight(int64_t il) const;
     // config.json key that holds the routed-expert count (edited by prune/merge).
     virtual std::string_view expert_count_key() const = 0;
     // Tensors a real checkpoint may carry that transformers ignores or that are optional

@@ -54,13 +54,6 @@ public:
         }
         return out;
     }
-
-    ExpertTensorNames expert_tensors(int64_t il, int64_t ie) const override {
-        std::string p = layer_prefix(il) + "mlp.experts." + std::to_string(ie) + ".";
-        return {p + "gate_proj.weight", p + "up_proj.weight", p + "down_proj.weight"};
-    }
-
-    std::string router_weight(int64_t il) const override { return layer_prefix(il) + "mlp.gate.weight"; }
 };
 
 }  // namespace

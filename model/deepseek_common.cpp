@@ -116,13 +116,6 @@ std::vector<ExpectedTensor> DeepseekArchBase::expected_tensors(const ModelConfig
     return out;
 }
 
-ExpertTensorNames DeepseekArchBase::expert_tensors(int64_t il, int64_t ie) const {
-    std::string p = layer_prefix(il) + "mlp.experts." + std::to_string(ie) + ".";
-    return {p + "gate_proj.weight", p + "up_proj.weight", p + "down_proj.weight"};
-}
-
-std::string DeepseekArchBase::router_weight(int64_t il) const { return layer_prefix(il) + "mlp.gate.weight"; }
-
 std::optional<TensorCategory> DeepseekArchBase::tolerated_extra(const ModelConfig& mc, std::string_view name) const {
     std::optional<LayerName> layer = parse_layer_name(name);
     if (layer && layer->il >= mc.n_layer && layer->il < mc.n_layer + mc.n_mtp_layer) return TensorCategory::other;

@@ -18,8 +18,6 @@ class DeepseekArchBase : public ArchSpec {
 public:
     ModelConfig parse_config(const io::HfConfig& cfg) const override;
     std::vector<ExpectedTensor> expected_tensors(const ModelConfig& mc) const override;
-    ExpertTensorNames expert_tensors(int64_t il, int64_t ie) const override;
-    std::string router_weight(int64_t il) const override;
     std::string_view expert_count_key() const override { return "n_routed_experts"; }
     // MTP layers model.layers.{n_layer + j}.* (j < n_mtp_layer) -> other; for block-FP8
     // checkpoints, X.weight_scale_inv -> the category of X.weight when X.weight is an expected
