@@ -2,6 +2,7 @@
 // flags, and run_<name>(options) that calls exactly one library entry point and prints.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -16,5 +17,20 @@ struct InspectCommand {
 };
 CLI::App* add_inspect(CLI::App& app, InspectCommand& command);
 int run_inspect(const InspectCommand& command);
+
+struct EvalCommand {
+    CommonOptions common;
+    std::string model_dir;
+    std::string data;                 // FILE[,FILE...] or DOMAIN=FILE[,...]
+    std::string ref_dir;              // empty: no reference
+    std::string format = "auto";
+    int64_t seq_len = -1;             // -1: min(512, max_position_embeddings)
+    int64_t max_tokens = 0;
+    bool no_eos = false;
+    std::string bos = "auto";         // auto | yes | no
+    int64_t batch_tokens = 16384;
+};
+CLI::App* add_eval(CLI::App& app, EvalCommand& command);
+int run_eval(const EvalCommand& command);
 
 }  // namespace moekit::cli

@@ -40,6 +40,8 @@ int run(int argc, char** argv) {
 
     InspectCommand inspect;
     CLI::App* inspect_app = add_inspect(app, inspect);
+    EvalCommand eval;
+    CLI::App* eval_app = add_eval(app, eval);
 
     if (argc == 1) {
         std::cout << app.help();
@@ -58,6 +60,7 @@ int run(int argc, char** argv) {
         return code == 0 ? 0 : 1;
     }
     if (inspect_app->parsed()) return run_inspect(inspect);
+    if (eval_app->parsed()) return run_eval(eval);
     return 1;
 }
 

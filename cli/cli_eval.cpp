@@ -1,0 +1,88 @@
+// `moekit eval MODEL_DIR --data FILE[,FILE...] [--ref ORIG_DIR]`: perplexity per domain, and KL /
+// top-1 / routing agreement against a reference model.
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "model/eval.h"
+
+namespace moekit::cli {
+
+CLI::App* add_eval(CLI::App& app, EvalCommand& command) {
+    CLI::App* sub = app.add_subcommand("eval", "Perplexity per data domain; KL, top-1 and routing agreement vs a reference");
+    sub->description(
+        "Perplexity of a checkpoint on one or more data domains and, with --ref, how far its next-token\n"
+        "distributions and routing are from a reference (e.g. the original of a pruned/merged model).\n\n"
+        "Data (--data): FILE[,FILE...] (domain = file stem) or DOMAIN=FILE[,DOMAIN=FILE...]. Formats by\n"
+        "extension (or --format): text (anything else: documents separated by blank lines), .jsonl/.json\n"
+        "(one object per line with a \"text\" string or an \"input_ids\" list), .bin (raw int32 little-endian\n"
+        "ids), .npy (int32/int64/uint16/uint32, 1-D, or 2-D with one document per row).\n\n"
+        "Tokenization: each text document is encoded with MODEL_DIR's tokenizer without special tokens;\n"
+        "BOS is prepended when tokenizer_config.json says add_bos_token (Llama/Mixtral style; --bos\n"
+        "overrides) and EOS is appended when the tokenizer has one (--no-eos disables); the documents are\n"
+        "concatenated in file order. Pre-tokenized ids are used exactly as given.\n\n"
+        "Scoring: each domain's stream (first --max-tokens ids) is cut into non-overlapping windows of\n"
+        "--seq-len ids (a final partial window of >= 2 ids is kept); each window is an independent forward\n"
+        "pass; positions 0..n-2 predict 1..n-1; ppl = exp(mean NLL over scored tokens), per domain and\n"
+        "pooled. With --ref: mean KL(ref || model) and its p99 over scored tokens, top-1 agreement, and per\n"
+        "MoE layer the routing agreement |S_ref & S_model| / k averaged over tokens (experts mapped through\n"
+        "MODEL_DIR/moekit.json \"expert_map\" when the expert counts differ).\n\n"
+        "Examples:\n"
+        "  moekit eval assets/demo-moe --data assets/corpus/eval/en.txt,assets/corpus/eval/code-py.txt\n"
+        "  moekit eval pruned/ --data en=eval.txt,code=code.jsonl --ref original/ --json");
+    sub->add_option("MODEL_DIR", command.model_dir, "Checkpoint directory to evaluate")->required();
+    sub->add_option("--data", command.data, "FILE[,FILE...] or DOMAIN=FILE[,...]")->required();
+    sub->add_option("--ref", command.ref_dir, "Reference checkpoint (same vocabulary) for KL / top-1 / routing agreement");
+    sub->add_option("--format", command.format, "Data format for every file: auto (by extension), text, jsonl, bin, npy")
+        ->check(CLI::IsMember({"auto", "text", "jsonl", "bin", "npy"}));
+    sub->add_option("--seq-len", command.seq_len, "Window length in tokens (default: min(512, max_position_embeddings))");
+    sub->add_option("--max-tokens", command.max_tokens, "Use only the first N tokens of each domain (default: all)");
+    sub->add_flag("--no-eos", command.no_eos, "Do not append EOS after each text document");
+    sub->add_option("--bos", command.bos, "Prepend BOS to each text document: auto (tokenizer_config add_bos_token), yes, no")
+        ->check(CLI::IsMember({"auto", "yes", "no"}));
+    sub->add_option("--batch-tokens", command.batch_tokens, "Tokens per forward pass (memory vs. weight reloads; default 16384)");
+    add_common_options(*sub, command.common);
+    return sub;
+}
+
+int run_eval(const EvalCommand& command) {
+    const std::string device = apply_common_options(command.common);
+    require_directory(command.model_dir, "MODEL_DIR");
+    if (!command.ref_dir.empty()) require_directory(command.ref_dir, "--ref");
+    if (command.seq_len != -1 && command.seq_len < 2)
+        throw Error("cli", "--seq-len must be at least 2 (got " + std::to_string(command.seq_len) + ")");
+    if (command.max_tokens < 0) throw Error("cli", "--max-tokens must not be negative (got " + std::to_string(command.max_tokens) + ")");
+    if (command.batch_tokens < 1) throw Error("cli", "--batch-tokens must be positive (got " + std::to_string(command.batch_tokens) + ")");
+    if (device == "cuda" && command.common.device == "cuda") std::cerr << "moekit: note: eval runs on the CPU engine\n";
+
+    model::EvalOptions options;
+    options.model_dir = command.model_dir;
+    options.data = io::parse_data_sources(command.data);
+    if (!command.ref_dir.empty()) options.ref_dir = command.ref_dir;
+    options.format = io::parse_data_format(command.format);
+    options.seq_len = command.seq_len == -1 ? 0 : command.seq_len;
+    options.max_tokens = command.max_tokens;
+    options.add_eos = !command.no_eos;
+    if (command.bos != "auto") options.add_bos = command.bos == "yes";
+    options.batch_tokens = command.batch_tokens;
+    options.threads = command.common.threads;
+    const bool tty = isatty(fileno(stderr)) != 0;
+    if (tty)
+        options.progress = [](double fraction, const std::string& what) {
+            std::fprintf(stderr, "\r\033[K[eval] %5.1f%%  %s", 100.0 * fraction, what.c_str());
+            if (fraction >= 1.0) std::fprintf(stderr, "\r\033[K");
+            std::fflush(stderr);
+        };
+
+    const model::EvalReport report = model::evaluate(options);
+    if (command.common.json)
+        std::cout << model::to_json(report).dump(2) << "\n";
+    else
+        std::cout << model::to_text(report);
+    return 0;
+}
+
+}  // namespace moekit::cli

@@ -1,0 +1,352 @@
+// `moekit eval` (model/eval.h): windows, batched forward passes, chunked scoring.
+#include "model/eval.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <memory>
+
+#include "core/error.h"
+#include "io/checkpoint.h"
+#include "io/tokenizer.h"
+#include "model/engine.h"
+
+namespace moekit::model {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int64_t kDefaultSeqLen = 512;
+
+struct Window {
+    size_t domain;
+    int64_t begin;  // offset in the domain's stream
+    int64_t len;
+};
+
+// Keeps the selected experts of every MoE layer of the last forward pass.
+class RouterCapture : public Observer {
+public:
+    explicit RouterCapture(int64_t n_layer) : selected(static_cast<size_t>(n_layer)) {}
+    uint32_t sites() const override { return kSiteRouter; }
+    void on_router(const RouterEvent& e) override { selected[static_cast<size_t>(e.layer)] = e.selected; }
+    std::vector<IndexMatrix> selected;
+};
+
+class LayerProgress : public Observer {
+public:
+    explicit LayerProgress(std::function<void(int64_t)> f) : f_(std::move(f)) {}
+    uint32_t sites() const override { return kSiteLayer; }
+    void on_layer(const LayerEvent& e) override { f_(e.layer); }
+
+private:
+    std::function<void(int64_t)> f_;
+};
+
+// Per scored row: what the chunk loop computes, accumulated afterwards in row order.
+struct RowScore {
+    double nll = 0, ref_nll = 0, kl = 0;
+    bool top1_agree = false;
+};
+
+// One logits row: argmax (first index on ties), e = exp(x - max) in fp32 (vectorized), and
+// log-sum-exp = max + log(sum e) with the sum in float64.
+struct RowSoftmax {
+    int64_t argmax = 0;
+    double lse = 0;
+    double sum = 0;
+    void compute(const float* x, int64_t n, Eigen::ArrayXf& e) {
+        float mx = x[0];
+        argmax = 0;
+        for (int64_t v = 1; v < n; ++v)
+            if (x[v] > mx) { mx = x[v]; argmax = v; }
+        e = (Eigen::Map<const Eigen::ArrayXf>(x, n) - mx).exp();
+        sum = e.cast<double>().sum();
+        lse = static_cast<double>(mx) + std::log(sum);
+    }
+};
+
+double percentile(std::vector<float> values, double q) {
+    if (values.empty()) return 0.0;
+    std::sort(values.begin(), values.end());
+    const double pos = q * static_cast<double>(values.size() - 1);
+    const auto lo = static_cast<size_t>(std::floor(pos));
+    const size_t hi = std::min(lo + 1, values.size() - 1);
+    return values[lo] + (pos - static_cast<double>(lo)) * (static_cast<double>(values[hi]) - values[lo]);
+}
+
+std::optional<int64_t> max_positions(const io::HfConfig& config) {
+    return config.get_int_opt("max_position_embeddings");
+}
+
+}  // namespace
+
+double DomainResult::ppl() const { return std::exp(mean_nll()); }
+double EvalReport::tokens_per_s() const { return eval_s > 0 ? static_cast<double>(total.tokens) / eval_s : 0.0; }
+
+EvalReport evaluate(const EvalOptions& options) {
+    const auto t_start = std::chrono::steady_clock::now();
+    if (options.data.empty()) throw Error("eval", "no data files given (--data)");
+    if (options.seq_len != 0 && options.seq_len < 2)
+        throw Error("eval", "--seq-len must be at least 2 (got " + std::to_string(options.seq_len) + ")");
+    if (options.max_tokens < 0) throw Error("eval", "--max-tokens must not be negative");
+    if (options.batch_tokens < 1 || options.chunk_rows < 1) throw Error("eval", "--batch-tokens must be positive");
+
+    EvalReport report;
+    report.options = options;
+    report.options.progress = nullptr;
+    report.threads = options.threads > 0 ? options.threads : std::max(1, omp_get_max_threads());
+
+    const io::Checkpoint ckpt = io::Checkpoint::open(options.model_dir);
+    const Engine engine(ckpt, EngineOptions{report.threads});
+    const ModelConfig& mc = engine.config();
+    report.model_type = mc.model_type;
+    report.display_name = std::string(engine.arch().display_name());
+    report.vocab_size = mc.vocab_size;
+    report.n_layer = mc.n_layer;
+    report.n_expert = mc.n_expert;
+    report.n_expert_used = mc.n_expert_used;
+    int64_t seq_len = options.seq_len;
+    if (seq_len == 0) seq_len = std::min(kDefaultSeqLen, max_positions(ckpt.config()).value_or(kDefaultSeqLen));
+    seq_len = std::max<int64_t>(seq_len, 2);
+    report.options.seq_len = seq_len;
+
+    // Reference model.
+    std::optional<io::Checkpoint> ref_ckpt;
+    std::unique_ptr<Engine> ref_engine;
+    std::optional<ExpertMap> expert_map;
+    if (options.ref_dir) {
+        ref_ckpt.emplace(io::Checkpoint::open(*options.ref_dir));
+        ref_engine = std::make_unique<Engine>(*ref_ckpt, EngineOptions{report.threads});
+        const ModelConfig& rc = ref_engine->config();
+        if (rc.vocab_size != mc.vocab_size)
+            throw Error("eval", "vocabulary mismatch: MODEL_DIR '" + options.model_dir.string() + "' has vocab_size " +
+                                    std::to_string(mc.vocab_size) + ", the reference '" + options.ref_dir->string() + "' " +
+                                    std::to_string(rc.vocab_size) + "; KL needs the same vocabulary");
+        report.has_ref = true;
+        report.ref_n_expert = rc.n_expert;
+        if (rc.n_layer != mc.n_layer || rc.is_moe_layer != mc.is_moe_layer) {
+            report.routing_note = "unavailable: the two models have different layer structures (" + std::to_string(mc.n_layer) +
+                                  " vs " + std::to_string(rc.n_layer) + " layers, or different MoE layers)";
+        } else if ((expert_map = read_expert_map(options.model_dir, mc.n_layer, mc.is_moe_layer, mc.n_expert, rc.n_expert))) {
+            report.routing_available = true;
+            report.routing_note = "MODEL_DIR experts mapped to reference experts by moekit.json expert_map";
+        } else if (rc.n_expert == mc.n_expert) {
+            report.routing_available = true;
+            report.routing_note = "same expert count; experts compared by index";
+        } else {
+            report.routing_note = "unavailable: MODEL_DIR has " + std::to_string(mc.n_expert) + " experts per MoE layer, the reference " +
+                                  std::to_string(rc.n_expert) + ", and MODEL_DIR/moekit.json has no expert_map";
+        }
+    }
+
+    // Data: read and validate every file before any heavy work.
+    std::vector<io::RawDocuments> raws;
+    for (const auto& src : options.data) {
+        raws.push_back(io::read_documents(src.path, options.format));
+        report.has_text = report.has_text || !raws.back().pretokenized;
+    }
+    std::optional<io::Tokenizer> tokenizer;
+    if (report.has_text) {
+        if (!fs::exists(options.model_dir / "tokenizer.json"))
+            throw Error("data", "text data needs MODEL_DIR/tokenizer.json, which '" + options.model_dir.string() +
+                                    "' lacks; pass pre-tokenized ids (.bin, .npy, JSONL input_ids) instead");
+        tokenizer.emplace(io::Tokenizer::load(options.model_dir));
+    }
+    const io::TokenizeOptions tok_options{options.add_eos, options.add_bos, options.max_tokens};
+    const io::TokenizeRule rule = io::tokenize_rule(tokenizer ? &*tokenizer : nullptr, tok_options);
+    report.bos_id = rule.bos_id;
+    report.eos_id = rule.eos_id;
+    report.tokenization = report.has_text ? rule.describe() : "pre-tokenized ids used as given";
+
+    std::vector<std::vector<int32_t>> streams;
+    std::vector<Window> windows;
+    for (size_t d = 0; d < raws.size(); ++d) {
+        io::TokenStream stream = io::make_token_stream(raws[d], tokenizer ? &*tokenizer : nullptr, tok_options);
+        io::check_vocabulary(stream.ids, mc.vocab_size, raws[d].path, "the model's vocabulary (vocab_size)");
+        DomainResult dr;
+        dr.domain = options.data[d].domain;
+        dr.path = options.data[d].path;
+        dr.format = raws[d].detail;
+        dr.documents = stream.n_documents;
+        dr.documents_used = stream.n_documents_used;
+        dr.tokens = static_cast<int64_t>(stream.ids.size());
+        dr.tokens_available = stream.n_tokens_total;
+        if (dr.tokens < 2)
+            throw Error("data", "'" + dr.path.string() + "': only " + std::to_string(dr.tokens) + " token; at least 2 are needed to score one");
+        for (int64_t b = 0; b < dr.tokens; b += seq_len) {
+            const int64_t len = std::min(seq_len, dr.tokens - b);
+            if (len < 2) continue;  // a trailing single id predicts nothing
+            windows.push_back({d, b, len});
+            ++dr.windows;
+        }
+        report.domains.push_back(std::move(dr));
+        streams.push_back(std::move(stream.ids));
+    }
+    raws.clear();
+
+    // Batches of whole windows.
+    std::vector<std::pair<size_t, size_t>> batches;  // [first window, end)
+    for (size_t w = 0; w < windows.size();) {
+        size_t e = w;
+        int64_t n = 0;
+        while (e < windows.size() && (e == w || n + windows[e].len <= options.batch_tokens)) n += windows[e++].len;
+        batches.emplace_back(w, e);
+        w = e;
+    }
+
+    const auto t_eval = std::chrono::steady_clock::now();
+    const size_t n_domains = report.domains.size();
+    std::vector<std::vector<float>> kl_values(n_domains);
+    std::vector<int64_t> moe_layers;
+    for (int64_t il = 0; il < mc.n_layer; ++il)
+        if (mc.is_moe_layer[static_cast<size_t>(il)]) moe_layers.push_back(il);
+    if (report.routing_available)
+        for (auto& dr : report.domains)
+            for (int64_t il : moe_layers) dr.routing.push_back({il, 0.0, 0});
+
+    const int n_passes = ref_engine ? 2 : 1;
+    const int64_t V = mc.vocab_size;
+    for (size_t b = 0; b < batches.size(); ++b) {
+        std::vector<std::vector<int32_t>> seqs;
+        std::vector<int32_t> target;     // per row: next id, -1 when not scored
+        std::vector<uint32_t> row_domain;
+        for (size_t w = batches[b].first; w < batches[b].second; ++w) {
+            const Window& win = windows[w];
+            const auto& ids = streams[win.domain];
+            seqs.emplace_back(ids.begin() + win.begin, ids.begin() + win.begin + win.len);
+            for (int64_t i = 0; i < win.len; ++i) {
+                target.push_back(i + 1 < win.len ? ids[static_cast<size_t>(win.begin + i + 1)] : -1);
+                row_domain.push_back(static_cast<uint32_t>(win.domain));
+            }
+        }
+        int pass = 0;
+        auto progress_observer = std::make_unique<LayerProgress>([&](int64_t il) {
+            if (options.progress)
+                options.progress((static_cast<double>(b) + (pass + static_cast<double>(il + 1) / static_cast<double>(mc.n_layer)) / n_passes) /
+                                     static_cast<double>(batches.size()),
+                                 "batch " + std::to_string(b + 1) + "/" + std::to_string(batches.size()) +
+                                     (pass ? ", reference" : "") + ", layer " + std::to_string(il + 1) + "/" + std::to_string(mc.n_layer));
+        });
+        RouterCapture route_m(mc.n_layer), route_r(mc.n_layer);
+        std::vector<Observer*> obs_m, obs_r;
+        if (options.progress) obs_m.push_back(progress_observer.get()), obs_r.push_back(progress_observer.get());
+        if (report.routing_available) obs_m.push_back(&route_m), obs_r.push_back(&route_r);
+
+        const Matrix hidden = engine.forward_hidden(seqs, obs_m);
+        Matrix ref_hidden;
+        if (ref_engine) {
+            pass = 1;
+            ref_hidden = ref_engine->forward_hidden(seqs, obs_r);
+        }
+        const auto T = static_cast<int64_t>(target.size());
+        std::vector<RowScore> scores(static_cast<size_t>(T));
+        for (int64_t r0 = 0; r0 < T; r0 += options.chunk_rows) {
+            const int64_t n = std::min(options.chunk_rows, T - r0);
+            const Matrix lm = engine.logits(hidden, r0, n);
+            Matrix lr;
+            if (ref_engine) lr = ref_engine->logits(ref_hidden, r0, n);
+#pragma omp parallel num_threads(report.threads)
+            {
+                Eigen::ArrayXf em, er;
+#pragma omp for schedule(static)
+                for (int64_t i = 0; i < n; ++i) {
+                    const int32_t t = target[static_cast<size_t>(r0 + i)];
+                    if (t < 0) continue;
+                    RowScore& s = scores[static_cast<size_t>(r0 + i)];
+                    const float* xm = lm.row(i).data();
+                    RowSoftmax sm, sr;
+                    sm.compute(xm, V, em);
+                    s.nll = sm.lse - xm[t];
+                    if (!ref_engine) continue;
+                    const float* xr = lr.row(i).data();
+                    sr.compute(xr, V, er);
+                    s.ref_nll = sr.lse - xr[t];
+                    // KL = sum_v p_ref(v) ((xr_v - xm_v) - (lse_r - lse_m)), p_ref = e_r / sum_r
+                    const double c = sr.lse - sm.lse;
+                    const auto diff = (Eigen::Map<const Eigen::ArrayXf>(xr, V) - Eigen::Map<const Eigen::ArrayXf>(xm, V)).cast<double>();
+                    const double kl = (er.cast<double>() * (diff - c)).sum() / sr.sum;
+                    s.kl = std::max(kl, 0.0);
+                    s.top1_agree = sm.argmax == sr.argmax;
+                }
+            }
+        }
+        for (int64_t r = 0; r < T; ++r) {
+            if (target[static_cast<size_t>(r)] < 0) continue;
+            const RowScore& s = scores[static_cast<size_t>(r)];
+            DomainResult& dr = report.domains[row_domain[static_cast<size_t>(r)]];
+            ++dr.scored;
+            dr.nll_sum += s.nll;
+            if (!ref_engine) continue;
+            dr.ref_nll_sum += s.ref_nll;
+            dr.kl_sum += s.kl;
+            dr.top1_agree += s.top1_agree ? 1 : 0;
+            kl_values[row_domain[static_cast<size_t>(r)]].push_back(static_cast<float>(s.kl));
+        }
+        if (report.routing_available) {
+            for (size_t m = 0; m < moe_layers.size(); ++m) {
+                const auto il = static_cast<size_t>(moe_layers[m]);
+                const IndexMatrix& sm = route_m.selected[il];
+                const IndexMatrix& sr = route_r.selected[il];
+                if (sm.rows() != T || sr.rows() != T) throw InternalError("eval", "router selections missing for a MoE layer");
+                const double k_ref = static_cast<double>(sr.cols());
+                for (int64_t r = 0; r < T; ++r) {
+                    int matched = 0;
+                    for (int64_t j = 0; j < sr.cols(); ++j) {
+                        const int32_t e_ref = sr(r, j);
+                        bool hit = false;
+                        for (int64_t q = 0; q < sm.cols() && !hit; ++q) {
+                            const int32_t e = sm(r, q);
+                            if (!expert_map) hit = e == e_ref;
+                            else
+                                for (int32_t orig : (*expert_map)[il][static_cast<size_t>(e)]) hit = hit || orig == e_ref;
+                        }
+                        matched += hit ? 1 : 0;
+                    }
+                    RoutingAgreement& ra = report.domains[row_domain[static_cast<size_t>(r)]].routing[m];
+                    ra.sum += matched / k_ref;
+                    ++ra.tokens;
+                }
+            }
+        }
+    }
+    if (options.progress) options.progress(1.0, "done");
+
+    // Totals and percentiles.
+    DomainResult& total = report.total;
+    total.domain = "total";
+    std::vector<float> all_kl;
+    if (report.routing_available)
+        for (int64_t il : moe_layers) total.routing.push_back({il, 0.0, 0});
+    for (size_t d = 0; d < n_domains; ++d) {
+        DomainResult& dr = report.domains[d];
+        total.documents += dr.documents;
+        total.documents_used += dr.documents_used;
+        total.tokens += dr.tokens;
+        total.tokens_available += dr.tokens_available;
+        total.windows += dr.windows;
+        total.scored += dr.scored;
+        total.nll_sum += dr.nll_sum;
+        total.ref_nll_sum += dr.ref_nll_sum;
+        total.kl_sum += dr.kl_sum;
+        total.top1_agree += dr.top1_agree;
+        for (size_t m = 0; m < dr.routing.size(); ++m) {
+            total.routing[m].sum += dr.routing[m].sum;
+            total.routing[m].tokens += dr.routing[m].tokens;
+        }
+        dr.kl_p99 = percentile(kl_values[d], 0.99);
+        all_kl.insert(all_kl.end(), kl_values[d].begin(), kl_values[d].end());
+    }
+    total.kl_p99 = percentile(std::move(all_kl), 0.99);
+
+    const auto t_end = std::chrono::steady_clock::now();
+    report.eval_s = std::chrono::duration<double>(t_end - t_eval).count();
+    report.wall_s = std::chrono::duration<double>(t_end - t_start).count();
+    return report;
+}
+
+}  // namespace moekit::model
