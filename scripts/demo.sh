@@ -8,6 +8,6 @@ scripts/setup.sh
 model=assets/demo-moe
 run() { echo; echo "\$ $*"; "$@"; }
 run build/moekit inspect "$model"
-if build/moekit eval --help >/dev/null 2>&1; then
-  run build/moekit eval "$model" --data en=assets/corpus/eval/en.txt,de=assets/corpus/eval/de.txt,code-py=assets/corpus/eval/code-py.txt --max-tokens 2048 --seq-len 256
-fi
+eval=assets/corpus/eval
+run build/moekit eval "$model" --seq-len 256 --max-tokens 4096 \
+  --data en=$eval/en.txt,de=$eval/de.txt,fr=$eval/fr.txt,zh=$eval/zh.txt,code-c=$eval/code-c.txt,code-py=$eval/code-py.txt
