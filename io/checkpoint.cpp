@@ -144,6 +144,11 @@ std::vector<float> Checkpoint::read_f32(std::string_view name) const {
     return values;
 }
 
+void Checkpoint::release(std::string_view name) const {
+    const Entry& entry = at(name);
+    entry.file->release(*entry.info);
+}
+
 uint64_t Checkpoint::total_tensor_bytes() const {
     uint64_t total = 0;
     for (const auto& [name, entry] : tensors_) total += entry.info->nbytes();

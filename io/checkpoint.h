@@ -41,6 +41,9 @@ public:
 
     std::span<const std::byte> bytes(std::string_view name) const;
     std::vector<float> read_f32(std::string_view name) const;
+    // SafetensorsFile::release for the named tensor (throws Error if absent): drops the resident
+    // mapped pages inside its byte range; later reads fault them back in unchanged.
+    void release(std::string_view name) const;
     uint64_t total_tensor_bytes() const;
 
 private:

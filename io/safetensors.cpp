@@ -286,6 +286,20 @@ MappedFile::~MappedFile() {
     if (data_) ::munmap(const_cast<std::byte*>(data_), size_);
 }
 
+void MappedFile::release(uint64_t begin, uint64_t end) const noexcept {
+    if (!data_) return;
+    end = std::min(end, size_);
+    static const uint64_t page = [] {
+        const long p = ::sysconf(_SC_PAGESIZE);
+        return p > 0 ? uint64_t(p) : uint64_t(4096);
+    }();
+    // data_ is page-aligned (mmap at offset 0), so file offsets align the same way.
+    const uint64_t first = (begin + page - 1) / page * page;
+    const uint64_t last = end / page * page;
+    if (first >= last) return;
+    ::madvise(const_cast<std::byte*>(data_) + first, last - first, MADV_DONTNEED);  // advisory: errors ignored
+}
+
 // SafetensorsFile ------------------------------------------------------------------------------
 
 SafetensorsFile::SafetensorsFile(const fs::path& path)
@@ -303,6 +317,25 @@ std::span<const std::byte> SafetensorsFile::bytes(const TensorInfo& info) const 
     if (info.end < info.begin || header_.data_offset() + info.end > file_->size())
         throw InternalError("safetensors", "tensor '" + info.name + "' does not belong to " + path().string());
     return {file_->data() + header_.data_offset() + info.begin, info.nbytes()};
+}
+
+void SafetensorsFile::release(const TensorInfo& info) const { release(info, 0, info.nbytes()); }
+
+void SafetensorsFile::release(const TensorInfo& info, uint64_t byte_begin, uint64_t byte_end) const {
+    const auto span = bytes(info);  // validates that info belongs to this file
+    (void)span;
+    byte_end = std::min(byte_end, info.nbytes());
+    if (byte_begin >= byte_end) return;
+    const uint64_t base = header_.data_offset() + info.begin;
+    file_->release(base + byte_begin, base + byte_end);
+}
+
+void SafetensorsFile::release_data(uint64_t begin, uint64_t end) const {
+    const uint64_t base = header_.data_offset();
+    const uint64_t size = file_->size() - std::min(base, file_->size());
+    end = std::min(end, size);
+    if (begin >= end) return;
+    file_->release(base + begin, base + end);
 }
 
 void SafetensorsFile::read_f32(const TensorInfo& info, float* dst) const {

@@ -63,6 +63,13 @@ public:
     const std::byte* data() const { return data_; }
     uint64_t size() const { return size_; }
     const fs::path& path() const { return path_; }
+    // Drops this process's page-table mappings of the whole pages inside [begin, end) (file
+    // offsets; rounded inwards to page boundaries, so bytes outside the range are never
+    // affected) with madvise(MADV_DONTNEED). The mapping is read-only and MAP_PRIVATE and is
+    // never written, so no private copy can be lost: a later access simply faults the page back
+    // in from the page cache / file with the same contents. Only the resident set shrinks; the
+    // kernel's page cache is untouched. A no-op for ranges smaller than a page. Never throws.
+    void release(uint64_t begin, uint64_t end) const noexcept;
 
 private:
     fs::path path_;
@@ -82,6 +89,18 @@ public:
     std::span<const std::byte> bytes(const TensorInfo& info) const;
     // Converts the tensor to fp32 into dst (n_elements floats).
     void read_f32(const TensorInfo& info, float* dst) const;
+    // Hints that the tensor's mapped bytes are not needed for now (MappedFile::release on the
+    // page-aligned interior of its byte range; the first/last partial pages, which it may share
+    // with neighbouring tensors, stay). Spans from bytes() remain valid and read the same data
+    // (pages are faulted back in on access). Keeps the resident set of a streaming reader at the
+    // bytes it is using instead of every page it ever touched.
+    void release(const TensorInfo& info) const;
+    // The same for bytes [byte_begin, byte_end) of the tensor (relative to its first byte,
+    // clamped to the tensor): e.g. one row block of a large matrix.
+    void release(const TensorInfo& info, uint64_t byte_begin, uint64_t byte_end) const;
+    // The same for bytes [begin, end) of the data buffer (offsets as in TensorInfo, clamped to the
+    // buffer): e.g. the union of several adjacent tensors, so that the pages they share go too.
+    void release_data(uint64_t begin, uint64_t end) const;
 
 private:
     std::shared_ptr<MappedFile> file_;

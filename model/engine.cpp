@@ -5,6 +5,10 @@
 // token matrix through attention and the MoE/dense block (routed experts loaded after routing,
 // chunk by chunk, and released after use), call the layer observers, destroy LayerWeights(l);
 // final RMSNorm. Peak weight memory is one layer's (at most), independent of depth.
+// Resident memory: each tensor's mapped checkpoint pages are dropped right after conversion
+// (EngineOptions::release_mapped_pages; io::SafetensorsFile::release) and the whole layer's once
+// more when it is done (fault-around re-maps neighbours), so file-backed pages do not pile up in
+// the RSS either; tests/unit/test_model_engine_memory.cpp measures peak RSS at 2 and 8 layers.
 //
 // Threading: OpenMP with EngineOptions::threads (0 = omp_get_max_threads()); every parallel
 // region names its thread count, and Eigen products run single-threaded inside them.
@@ -82,6 +86,8 @@ Engine::Engine(const io::Checkpoint& checkpoint, EngineOptions options) : impl_(
     }
     m.loader = std::make_unique<WeightLoader>(checkpoint, *m.arch, m.mc, m.counter);
     m.head_loader = std::make_unique<WeightLoader>(checkpoint, *m.arch, m.mc, m.head_counter);
+    m.loader->set_release_pages(options.release_mapped_pages);
+    m.head_loader->set_release_pages(options.release_mapped_pages);
 }
 
 Engine::~Engine() = default;
@@ -132,11 +138,16 @@ Matrix Engine::forward_hidden(const std::vector<std::vector<int32_t>>& sequences
 
     const RopeTable rope(m.extras.rope, max_len);
     Matrix h;
-    m.loader->gather_rows(m.embed_name, ids, h);
+    {
+        const PhaseTimer timer(EngineProfile::kEmbed);
+        m.loader->gather_rows(m.embed_name, ids, h);
+    }
 
     Matrix x, branch, h_in;
     for (int64_t il = 0; il < mc.n_layer; ++il) {
+        std::optional<PhaseTimer> timer(std::in_place, EngineProfile::kLoadLayer);
         LayerWeights lw = m.loader->load_layer(il);
+        timer.emplace(EngineProfile::kAttention);
         if (!obs.layer.empty()) h_in = h;
 
         AttentionContext actx{layout, positions, rope, m.extras.sliding_window[static_cast<size_t>(il)],
@@ -150,15 +161,21 @@ Matrix Engine::forward_hidden(const std::vector<std::vector<int32_t>>& sequences
 
         rms_norm(h, lw.post_norm, m.eps, x, nt);
         if (mc.is_moe_layer[static_cast<size_t>(il)]) {
+            timer.emplace(EngineProfile::kRouterAndMoe);
             MoeContext mctx{il, layout, obs, *m.loader, nt};
             moe_block(h, x, lw, mc, mctx, branch);
         } else {
+            timer.emplace(EngineProfile::kDenseMlp);
             mlp(x, lw.dense, branch, nt);
         }
         h += branch;
+        timer.reset();
         for (Observer* o : obs.layer) o->on_layer(LayerEvent{il, layout, h_in, h});
+        const PhaseTimer release_timer(EngineProfile::kRelease);
+        m.loader->release_layer(il);  // pages fault-around re-mapped after their tensor's release
     }  // lw (layer il's weights) is destroyed here, before layer il + 1 is loaded
 
+    const PhaseTimer timer(EngineProfile::kNorms);
     const Weight norm = m.loader->load("model.norm.weight");
     rms_norm(h, norm, m.eps, h, nt);
     return h;
@@ -173,6 +190,7 @@ Matrix Engine::logits(const Matrix& hidden, int64_t row_begin, int64_t n_rows) c
         throw Error("engine", "logits: rows [" + std::to_string(row_begin) + ", " + std::to_string(row_begin + n_rows) +
                                   ") outside hidden (" + std::to_string(hidden.rows()) + " rows)");
     const auto rows = hidden.middleRows(row_begin, n_rows);
+    const PhaseTimer timer(EngineProfile::kLogits);
     Matrix out(n_rows, V);
     if (n_rows == 0) return out;
 

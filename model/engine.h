@@ -90,6 +90,12 @@ struct EngineOptions {
     // logits(): the fp32 lm_head is converted once and kept when it is at most this many bytes;
     // larger ones are converted in row blocks on every call.
     uint64_t lm_head_cache_max_bytes = uint64_t(256) << 20;
+    // Drop the checkpoint's mapped pages of each tensor right after converting it to fp32
+    // (madvise(MADV_DONTNEED) on the mapping; io::SafetensorsFile::release). Without it every
+    // file page the engine touched stays in the process's RSS, which then grows with depth
+    // (the whole checkpoint after one pass). Turning it off only saves re-faulting pages
+    // (from the page cache) when the same weights are read again by the next batch.
+    bool release_mapped_pages = true;
 };
 
 class Engine {

@@ -2,7 +2,11 @@
 #include "model/engine_weights.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <tuple>
 
 #include "core/dtype.h"
 #include "core/error.h"
@@ -41,6 +45,39 @@ void apply_fp8_scale(const io::Checkpoint::Entry& scale, std::string_view name, 
 
 }  // namespace
 
+EngineProfile& engine_profile() {
+    static EngineProfile p;
+    static const bool init = [] {
+        p.enabled = std::getenv("MOEKIT_ENGINE_PROFILE") != nullptr;
+        if (p.enabled)
+            std::atexit([] {
+                static const char* names[] = {"embed", "load_layer", "attention", "router+moe",
+                                              "(of which load_experts)", "dense_mlp", "final_norm", "logits", "release"};
+                std::fprintf(stderr, "[engine profile]");
+                for (int i = 0; i < EngineProfile::kCount; ++i)
+                    std::fprintf(stderr, " %s %.3fs;", names[i], double(p.ns[i].load()) * 1e-9);
+                std::fprintf(stderr, "\n");
+            });
+        return true;
+    }();
+    (void)init;
+    return p;
+}
+
+namespace {
+int64_t now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+PhaseTimer::PhaseTimer(EngineProfile::Phase phase) : phase_(phase) {
+    if (engine_profile().enabled) t0_ = now_ns();
+}
+
+PhaseTimer::~PhaseTimer() {
+    if (t0_ >= 0) engine_profile().ns[phase_] += now_ns() - t0_;
+}
+
 WeightLoader::WeightLoader(const io::Checkpoint& checkpoint, const ArchSpec& arch, const ModelConfig& config,
                            WeightCounter& counter)
     : ckpt_(checkpoint), arch_(arch), mc_(config), counter_(counter) {}
@@ -53,8 +90,12 @@ void WeightLoader::read_into(std::string_view name, float* dst, uint64_t n_expec
         throw Error("engine", "tensor '" + std::string(name) + "' has " + std::to_string(entry.info->n_elements()) +
                                   " elements, expected " + std::to_string(n_expected));
     entry.file->read_f32(*entry.info, dst);
-    if (const auto* scale = fp8_scale(ckpt_, name, *entry.info))
-        apply_fp8_scale(*scale, name, entry.info->shape, 0, entry.info->shape[0], dst);
+    const auto* scale = fp8_scale(ckpt_, name, *entry.info);
+    if (scale) apply_fp8_scale(*scale, name, entry.info->shape, 0, entry.info->shape[0], dst);
+    if (release_pages_) {
+        entry.file->release(*entry.info);
+        if (scale) scale->file->release(*scale->info);
+    }
 }
 
 Weight WeightLoader::alloc(int64_t rows, int64_t cols) const {
@@ -163,6 +204,7 @@ LayerWeights WeightLoader::load_layer(int64_t il) const {
 }
 
 void WeightLoader::load_experts(LayerWeights& lw, std::span<const int64_t> experts, int n_threads) const {
+    const PhaseTimer timer(EngineProfile::kLoadExperts);
     std::vector<int64_t> todo;
     for (int64_t ie : experts)
         if (lw.experts[static_cast<size_t>(ie)].empty()) todo.push_back(ie);
@@ -180,6 +222,39 @@ void WeightLoader::load_experts(LayerWeights& lw, std::span<const int64_t> exper
     }
     for (auto& e : errors)
         if (e) std::rethrow_exception(e);
+}
+
+namespace {
+// Linux's default fault_around_bytes (mm/memory.c): a read fault on a file mapping also maps the
+// cached pages of the enclosing 64 KiB-aligned window.
+constexpr uint64_t kFaultAroundBytes = uint64_t(64) << 10;
+}  // namespace
+
+void WeightLoader::release_layer(int64_t il) const {
+    if (!release_pages_) return;
+    const std::string p = layer_prefix(il);
+    const auto& all = ckpt_.tensors();
+    // The layer's byte ranges, adjacent ones merged, so the partial pages two of its tensors
+    // share are released as well (small tensors would otherwise leave ~2 pages each).
+    std::vector<std::tuple<const io::SafetensorsFile*, uint64_t, uint64_t>> ranges;
+    for (auto it = all.lower_bound(p); it != all.end() && it->first.compare(0, p.size(), p) == 0; ++it)
+        ranges.emplace_back(it->second.file, it->second.info->begin, it->second.info->end);
+    std::sort(ranges.begin(), ranges.end());
+    for (size_t i = 0; i < ranges.size();) {
+        auto [file, begin, end] = ranges[i];
+        size_t j = i + 1;
+        for (; j < ranges.size() && std::get<0>(ranges[j]) == file && std::get<1>(ranges[j]) <= end; ++j)
+            end = std::max(end, std::get<2>(ranges[j]));
+        // Widened to the enclosing kFaultAroundBytes-aligned windows: the kernel's fault-around
+        // maps already-cached pages of the neighbouring tensors (other layers' ones when layers
+        // are interleaved in the file) into the same window; dropping those mappings is harmless
+        // (read-only MAP_PRIVATE: they fault back in unchanged if someone reads them later).
+        const uint64_t base = file->header().data_offset();
+        const uint64_t abs_begin = (base + begin) / kFaultAroundBytes * kFaultAroundBytes;
+        const uint64_t abs_end = (base + end + kFaultAroundBytes - 1) / kFaultAroundBytes * kFaultAroundBytes;
+        file->release_data(abs_begin > base ? abs_begin - base : 0, abs_end - base);
+        i = j;
+    }
 }
 
 void WeightLoader::release_expert(LayerWeights& lw, int64_t ie) { lw.experts[static_cast<size_t>(ie)] = MlpWeights{}; }
@@ -202,6 +277,10 @@ void WeightLoader::gather_rows(std::string_view name, std::span<const int32_t> i
                              static_cast<size_t>(cols), out.row(static_cast<Eigen::Index>(i)).data());
         if (scale) apply_fp8_scale(*scale, name, shp, id, 1, out.row(static_cast<Eigen::Index>(i)).data());
     }
+    if (release_pages_) {
+        entry.file->release(*entry.info);
+        if (scale) scale->file->release(*scale->info);
+    }
 }
 
 void WeightLoader::read_rows(std::string_view name, int64_t row_begin, int64_t n, float* dst) const {
@@ -214,7 +293,13 @@ void WeightLoader::read_rows(std::string_view name, int64_t row_begin, int64_t n
     const size_t elem = core::dtype_size(entry.info->dtype);
     core::convert_to_f32(entry.info->dtype, bytes.data() + static_cast<size_t>(row_begin * shp[1]) * elem,
                          static_cast<size_t>(n * shp[1]), dst);
-    if (const auto* scale = fp8_scale(ckpt_, name, *entry.info)) apply_fp8_scale(*scale, name, shp, row_begin, n, dst);
+    const auto* scale = fp8_scale(ckpt_, name, *entry.info);
+    if (scale) apply_fp8_scale(*scale, name, shp, row_begin, n, dst);
+    // Only this block's bytes (page-aligned interior): other threads may be converting the
+    // neighbouring blocks; the small scale table is left mapped (shared by every block).
+    if (release_pages_)
+        entry.file->release(*entry.info, static_cast<uint64_t>(row_begin * shp[1]) * elem,
+                            static_cast<uint64_t>((row_begin + n) * shp[1]) * elem);
 }
 
 }  // namespace moekit::model::detail
