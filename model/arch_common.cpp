@@ -141,6 +141,14 @@ void check_top_k(const io::HfConfig& cfg, const ModelConfig& mc, std::string_vie
                               std::string(count_key) + " = " + std::to_string(mc.n_expert) + ")");
 }
 
+void read_routed_experts(const io::HfConfig& cfg, ModelConfig& mc, std::initializer_list<std::string_view> count_keys) {
+    const std::string_view count_key = *count_keys.begin();
+    mc.n_expert = require_int_any(cfg, count_keys);
+    check_positive(cfg, count_key, mc.n_expert);
+    mc.n_expert_used = require_int(cfg, "num_experts_per_tok");
+    check_top_k(cfg, mc, count_key);
+}
+
 void read_fp8(const io::HfConfig& cfg, ModelConfig& mc) {
     const Json* q = find(cfg, "quantization_config");
     if (!q || !q->is_object()) return;

@@ -53,6 +53,9 @@ void check_non_negative(const io::HfConfig& cfg, std::string_view key, int64_t v
 void read_common(const io::HfConfig& cfg, ModelConfig& mc, double default_eps, double default_theta);
 // top-k in [1, n_expert].
 void check_top_k(const io::HfConfig& cfg, const ModelConfig& mc, std::string_view count_key);
+// n_expert from the first of `count_keys` present (errors name the first key) and
+// n_expert_used from num_experts_per_tok, both validated.
+void read_routed_experts(const io::HfConfig& cfg, ModelConfig& mc, std::initializer_list<std::string_view> count_keys);
 // block-FP8 quantization_config (fmt e4m3 / weight_block_size) → mc.fp8_block.
 void read_fp8(const io::HfConfig& cfg, ModelConfig& mc);
 

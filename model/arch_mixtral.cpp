@@ -26,10 +26,7 @@ public:
         check_positive(cfg, "head_dim", mc.head_dim);
         mc.d_ff_expert = require_int(cfg, "intermediate_size");
         check_positive(cfg, "intermediate_size", mc.d_ff_expert);
-        mc.n_expert = require_int_any(cfg, {"num_local_experts", "num_experts"});
-        check_positive(cfg, "num_local_experts", mc.n_expert);
-        mc.n_expert_used = require_int(cfg, "num_experts_per_tok");
-        check_top_k(cfg, mc, "num_local_experts");
+        read_routed_experts(cfg, mc, {"num_local_experts", "num_experts"});
         mc.is_moe_layer.assign(static_cast<size_t>(mc.n_layer), true);
         mc.routing.scoring = Scoring::softmax;
         mc.routing.norm_topk_prob = true;  // MixtralTopKRouter always renormalizes

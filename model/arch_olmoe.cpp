@@ -23,10 +23,7 @@ public:
         mc.model_type = "olmoe";
         mc.head_dim = int_or(cfg, "head_dim", mc.d_model / mc.n_head);
         check_positive(cfg, "head_dim", mc.head_dim);
-        mc.n_expert = require_int_any(cfg, {"num_experts", "num_local_experts"});
-        check_positive(cfg, "num_experts", mc.n_expert);
-        mc.n_expert_used = require_int(cfg, "num_experts_per_tok");
-        check_top_k(cfg, mc, "num_experts");
+        read_routed_experts(cfg, mc, {"num_experts", "num_local_experts"});
         mc.d_ff_expert = require_int(cfg, "intermediate_size");
         check_positive(cfg, "intermediate_size", mc.d_ff_expert);
         mc.is_moe_layer.assign(static_cast<size_t>(mc.n_layer), true);
