@@ -9,21 +9,10 @@ root=$tests/..
 demo=$root/assets/demo-moe
 corpus=$root/assets/corpus/eval
 python=${MOEKIT_PYTHON:-python3}
-failures=0
-checks=0
+source "$(dirname "$0")/lib.sh"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-# expect CODE SUBSTRING -- ARGS...: runs moekit, checks the exit code and that stdout+stderr contain SUBSTRING.
-expect() {
-  local code=$1 needle=$2; shift 3
-  local out rc
-  out=$("$moekit" "$@" 2>&1); rc=$?
-  checks=$((checks + 1))
-  if [[ $rc -ne $code ]]; then fail "moekit $* -> exit $rc, want $code; output: ${out:0:400}"; return; fi
-  if [[ -n $needle && $out != *"$needle"* ]]; then fail "moekit $* -> output lacks '$needle': ${out:0:400}"; fi
-}
 # json_check ASSERTION -- ARGS...: runs moekit ARGS --json (exit 0 expected) and a Python assertion on d.
 json_check() {
   local assertion=$1; shift 2
@@ -102,5 +91,4 @@ if ! "$python" -c 'import json,sys; d=json.load(sys.stdin); assert d["ok"] is Fa
   fail "eval --json error is not a JSON error document: ${out:0:300}"
 fi
 
-echo "$((checks - failures)) passed, $failures failed"
-[[ $failures -eq 0 ]]
+finish

@@ -7,19 +7,7 @@ moekit=$1
 tests=$2
 fixtures=$tests/fixtures
 python=${MOEKIT_PYTHON:-python3}
-failures=0
-checks=0
-
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-# expect CODE SUBSTRING -- ARGS...: runs moekit, checks the exit code and that stdout+stderr contain SUBSTRING.
-expect() {
-  local code=$1 needle=$2; shift 3
-  local out rc
-  out=$("$moekit" "$@" 2>&1); rc=$?
-  checks=$((checks + 1))
-  if [[ $rc -ne $code ]]; then fail "moekit $* -> exit $rc, want $code; output: ${out:0:400}"; return; fi
-  if [[ -n $needle && $out != *"$needle"* ]]; then fail "moekit $* -> output lacks '$needle': ${out:0:400}"; fi
-}
+source "$(dirname "$0")/lib.sh"
 
 # top level
 expect 0 "inspect" -- --help
@@ -55,5 +43,4 @@ else
   done < <("$python" -c 'import json,sys; [print(k + "\t" + v["expect"]) for k, v in json.load(open(sys.argv[1])).items()]' "$cases")
 fi
 
-echo "$((checks - failures)) passed, $failures failed"
-[[ $failures -eq 0 ]]
+finish
