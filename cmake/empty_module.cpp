@@ -1,0 +1,1 @@
+// Placeholder translation unit for a module directory that has no sources yet.
