@@ -212,10 +212,7 @@ char32_t single_char(const Json& j, const char* key, const std::string& where) {
 
 std::unique_ptr<Decoder> make_decoder(const Json& j, const std::string& file) {
     if (j.is_null()) return nullptr;
-    if (!j.is_object() || !j.contains("type") || !j["type"].is_string()) {
-        throw Error("tokenizer", file + ": decoder without a \"type\"");
-    }
-    std::string type = j["type"].get<std::string>();
+    const std::string type = component_type(j, file, "decoder");
     std::string where = file + ": decoder " + type;
     if (type == "Sequence") {
         auto seq = std::make_unique<Sequence>();
@@ -256,10 +253,7 @@ std::unique_ptr<Decoder> make_decoder(const Json& j, const std::string& file) {
 PostProcessor make_post_processor(const Json& j, const std::string& file) {
     PostProcessor pp;
     if (j.is_null()) return pp;
-    if (!j.is_object() || !j.contains("type") || !j["type"].is_string()) {
-        throw Error("tokenizer", file + ": post_processor without a \"type\"");
-    }
-    std::string type = j["type"].get<std::string>();
+    const std::string type = component_type(j, file, "post_processor");
     std::string where = file + ": post_processor " + type;
     if (type == "ByteLevel") return pp;
     if (type == "Sequence") {

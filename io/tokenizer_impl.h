@@ -76,6 +76,10 @@ std::string escape_regex(std::string_view literal);
 // A {"String": s} or {"Regex": r} pattern of Replace/Split, compiled.
 std::unique_ptr<Regex> make_pattern(const Json& pattern, const std::string& where);
 
+// The "type" string of a pipeline component object (`kind`: "decoder", "normalizer", ...);
+// throws naming the file when the object has none.
+std::string component_type(const Json& j, const std::string& file, std::string_view kind);
+
 // ---- Splitting (NormalizedString::split) ---------------------------------------------------
 struct Span {
     size_t start, end;

@@ -138,10 +138,7 @@ std::unique_ptr<Regex> make_pattern(const Json& pattern, const std::string& wher
 
 std::unique_ptr<Normalizer> make_normalizer(const Json& j, const std::string& file) {
     if (j.is_null()) return nullptr;
-    if (!j.is_object() || !j.contains("type") || !j["type"].is_string()) {
-        throw Error("tokenizer", file + ": normalizer without a \"type\"");
-    }
-    std::string type = j["type"].get<std::string>();
+    const std::string type = component_type(j, file, "normalizer");
     std::string where = file + ": normalizer " + type;
     if (type == "Sequence") {
         auto seq = std::make_unique<Sequence>();

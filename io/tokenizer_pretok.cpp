@@ -211,12 +211,15 @@ int byte_from_char(char32_t c) {
     return it == m.end() ? -1 : it->second;
 }
 
+std::string component_type(const Json& j, const std::string& file, std::string_view kind) {
+    if (!j.is_object() || !j.contains("type") || !j["type"].is_string())
+        throw Error("tokenizer", file + ": " + std::string(kind) + " without a \"type\"");
+    return j["type"].get<std::string>();
+}
+
 std::unique_ptr<PreTokenizer> make_pre_tokenizer(const Json& j, const std::string& file) {
     if (j.is_null()) return nullptr;
-    if (!j.is_object() || !j.contains("type") || !j["type"].is_string()) {
-        throw Error("tokenizer", file + ": pre_tokenizer without a \"type\"");
-    }
-    std::string type = j["type"].get<std::string>();
+    const std::string type = component_type(j, file, "pre_tokenizer");
     std::string where = file + ": pre_tokenizer " + type;
     if (type == "Sequence") {
         auto seq = std::make_unique<Sequence>();
