@@ -77,6 +77,10 @@ int64_t ModelConfig::n_moe_layer() const {
     return static_cast<int64_t>(std::count(is_moe_layer.begin(), is_moe_layer.end(), true));
 }
 
+int64_t ModelConfig::n_expert_at(int64_t il) const {
+    return n_expert_layer.empty() ? n_expert : n_expert_layer[static_cast<size_t>(il)];
+}
+
 std::optional<TensorCategory> ArchSpec::tolerated_extra(const ModelConfig&, std::string_view) const {
     return std::nullopt;
 }
@@ -112,7 +116,9 @@ ResolvedConfig resolve_config(const io::HfConfig& config) {
     if (!arch)
         throw Error("model", "unsupported model_type '" + model_type + "' in " + config.source().string() +
                                  "; supported: " + supported_list());
-    return {arch, arch->parse_config(config)};
+    ResolvedConfig resolved{arch, arch->parse_config(config)};
+    detail::read_experts_per_layer(config, resolved.config);
+    return resolved;
 }
 
 }  // namespace moekit::model

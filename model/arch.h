@@ -51,7 +51,7 @@ struct ModelConfig {
     int64_t vocab_size = 0;
     int64_t d_ff = 0;                      // dense MLP intermediate size (dense layers), 0 if none
     int64_t d_ff_expert = 0;               // routed expert intermediate size
-    int64_t n_expert = 0;                  // routed experts per MoE layer
+    int64_t n_expert = 0;                  // routed experts per MoE layer (the largest, when they differ)
     int64_t n_expert_used = 0;             // top-k
     int64_t n_shared_expert = 0;           // shared experts per MoE layer (0 if none)
     int64_t d_ff_shared = 0;               // intermediate size of the shared expert block (total)
@@ -70,8 +70,18 @@ struct ModelConfig {
     std::vector<int64_t> fp8_block;        // block-FP8 checkpoint (quantization_config fmt e4m3):
                                            // weight_block_size, e.g. {128, 128}; empty otherwise
 
+    // Routed experts of each decoder layer when MoE layers differ (0 for dense layers), from
+    // moekit's config extension "moekit_experts_per_layer" (written by non-uniform pruning; see
+    // docs/ARCHITECTURE.md; transformers cannot load such checkpoints). Empty when uniform.
+    std::vector<int64_t> n_expert_layer;
+
     int64_t n_moe_layer() const;
+    // Routed experts of decoder layer il (n_expert unless n_expert_layer says otherwise).
+    int64_t n_expert_at(int64_t il) const;
 };
+
+// Name of the per-layer expert-count extension field in config.json.
+inline constexpr std::string_view kExpertsPerLayerKey = "moekit_experts_per_layer";
 
 // One tensor the checkpoint must contain for this config.
 struct ExpectedTensor {
@@ -114,7 +124,8 @@ public:
 const ArchSpec& arch_for(std::string_view model_type);
 std::vector<std::string_view> supported_model_types();
 
-// Convenience: reads config.json's model_type, finds the ArchSpec and parses.
+// Convenience: reads config.json's model_type, finds the ArchSpec and parses (including the
+// per-layer expert-count extension, kExpertsPerLayerKey).
 struct ResolvedConfig {
     const ArchSpec* arch;
     ModelConfig config;

@@ -1,5 +1,6 @@
 #include "model/arch_common.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -147,6 +148,40 @@ void read_routed_experts(const io::HfConfig& cfg, ModelConfig& mc, std::initiali
     check_positive(cfg, count_key, mc.n_expert);
     mc.n_expert_used = require_int(cfg, "num_experts_per_tok");
     check_top_k(cfg, mc, count_key);
+}
+
+void read_experts_per_layer(const io::HfConfig& cfg, ModelConfig& mc) {
+    const std::string key(kExpertsPerLayerKey);
+    if (!has(cfg, key)) return;
+    std::vector<int64_t> counts = int_list_or_empty(cfg, key);
+    if (static_cast<int64_t>(counts.size()) != mc.n_layer)
+        config_error(cfg, "field '" + key + "' must list one expert count per decoder layer (" +
+                              std::to_string(mc.n_layer) + "), got " + std::to_string(counts.size()));
+    const RoutingSpec& r = mc.routing;
+    const bool grouped = r.n_group > 1;
+    int64_t largest = 0;
+    bool uniform = true;
+    for (int64_t il = 0; il < mc.n_layer; ++il) {
+        const int64_t n = counts[static_cast<size_t>(il)];
+        const std::string where = "field '" + key + "' layer " + std::to_string(il) + ": ";
+        if (!mc.is_moe_layer[static_cast<size_t>(il)]) {
+            if (n != 0) config_error(cfg, where + "a dense layer must have 0 experts, got " + std::to_string(n));
+            continue;
+        }
+        if (n < mc.n_expert_used || n > mc.n_expert)
+            config_error(cfg, where + std::to_string(n) + " experts (must be in num_experts_per_tok = " +
+                                  std::to_string(mc.n_expert_used) + " .. " + std::to_string(mc.n_expert) + ")");
+        if (grouped && (n % r.n_group != 0 || r.topk_group * (n / r.n_group) < mc.n_expert_used ||
+                        (r.scoring == Scoring::sigmoid && n / r.n_group < 2)))
+            config_error(cfg, where + std::to_string(n) + " experts do not fit group-limited routing (n_group = " +
+                                  std::to_string(r.n_group) + ", topk_group = " + std::to_string(r.topk_group) + ")");
+        largest = std::max(largest, n);
+        uniform = uniform && n == mc.n_expert;
+    }
+    if (largest != mc.n_expert && mc.n_moe_layer() > 0)
+        config_error(cfg, "field '" + key + "': the largest per-layer count (" + std::to_string(largest) +
+                              ") must equal the config's expert count (" + std::to_string(mc.n_expert) + ")");
+    if (!uniform) mc.n_expert_layer = std::move(counts);
 }
 
 void read_fp8(const io::HfConfig& cfg, ModelConfig& mc) {

@@ -56,6 +56,11 @@ void check_top_k(const io::HfConfig& cfg, const ModelConfig& mc, std::string_vie
 // n_expert from the first of `count_keys` present (errors name the first key) and
 // n_expert_used from num_experts_per_tok, both validated.
 void read_routed_experts(const io::HfConfig& cfg, ModelConfig& mc, std::initializer_list<std::string_view> count_keys);
+// moekit_experts_per_layer (kExpertsPerLayerKey), when present: one count per decoder layer,
+// 0 for dense layers, each MoE layer's in [num_experts_per_tok, n_expert] with the largest equal
+// to the config's expert count, and group-limited routing's divisibility per layer. Fills
+// mc.n_expert_layer unless every MoE layer has n_expert.
+void read_experts_per_layer(const io::HfConfig& cfg, ModelConfig& mc);
 // block-FP8 quantization_config (fmt e4m3 / weight_block_size) → mc.fp8_block.
 void read_fp8(const io::HfConfig& cfg, ModelConfig& mc);
 

@@ -40,8 +40,8 @@ public:
         for (int64_t il = 0; il < mc.n_layer; ++il) {
             t.layer_norms(mc, il);
             t.gqa_attention(mc, il, false, false);
-            t.add(router_weight(il), {mc.n_expert, mc.d_model}, TensorCategory::router, il);
-            for (int64_t ie = 0; ie < mc.n_expert; ++ie) {
+            t.add(router_weight(il), {mc.n_expert_at(il), mc.d_model}, TensorCategory::router, il);
+            for (int64_t ie = 0; ie < mc.n_expert_at(il); ++ie) {
                 ExpertTensorNames n = expert_tensors(il, ie);
                 t.add(n.gate, {mc.d_ff_expert, mc.d_model}, TensorCategory::routed_expert, il, ie);
                 t.add(n.up, {mc.d_ff_expert, mc.d_model}, TensorCategory::routed_expert, il, ie);

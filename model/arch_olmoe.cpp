@@ -44,8 +44,8 @@ public:
             t.gqa_attention(mc, il, mc.attention_bias, mc.attention_bias);
             t.add(p + "self_attn.q_norm.weight", {mc.d_model}, TensorCategory::norm, il);
             t.add(p + "self_attn.k_norm.weight", {(mc.d_model / mc.n_head) * mc.n_head_kv}, TensorCategory::norm, il);
-            t.add(router_weight(il), {mc.n_expert, mc.d_model}, TensorCategory::router, il);
-            for (int64_t ie = 0; ie < mc.n_expert; ++ie)
+            t.add(router_weight(il), {mc.n_expert_at(il), mc.d_model}, TensorCategory::router, il);
+            for (int64_t ie = 0; ie < mc.n_expert_at(il); ++ie)
                 t.swiglu(p + "mlp.experts." + std::to_string(ie) + ".", mc.d_model, mc.d_ff_expert,
                          TensorCategory::routed_expert, il, ie);
         }

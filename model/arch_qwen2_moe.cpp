@@ -56,8 +56,8 @@ public:
                 t.swiglu(p, mc.d_model, mc.d_ff, TensorCategory::dense_mlp, il);
                 continue;
             }
-            t.add(router_weight(il), {mc.n_expert, mc.d_model}, TensorCategory::router, il);
-            for (int64_t ie = 0; ie < mc.n_expert; ++ie)
+            t.add(router_weight(il), {mc.n_expert_at(il), mc.d_model}, TensorCategory::router, il);
+            for (int64_t ie = 0; ie < mc.n_expert_at(il); ++ie)
                 t.swiglu(p + "experts." + std::to_string(ie) + ".", mc.d_model, mc.d_ff_expert,
                          TensorCategory::routed_expert, il, ie);
             t.swiglu(p + "shared_expert.", mc.d_model, mc.d_ff_shared, TensorCategory::shared_expert, il);

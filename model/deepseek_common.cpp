@@ -98,10 +98,10 @@ void DeepseekArchBase::layer_tensors(const ModelConfig& mc, int64_t il, bool wit
         t.swiglu(mlp, mc.d_model, mc.d_ff, TensorCategory::dense_mlp, il, -1, mc.mlp_bias);
         return;
     }
-    t.add(router_weight(il), {mc.n_expert, mc.d_model}, TensorCategory::router, il);
-    if (has_correction_bias()) t.add(mlp + "gate.e_score_correction_bias", {mc.n_expert}, TensorCategory::router, il);
+    t.add(router_weight(il), {mc.n_expert_at(il), mc.d_model}, TensorCategory::router, il);
+    if (has_correction_bias()) t.add(mlp + "gate.e_score_correction_bias", {mc.n_expert_at(il)}, TensorCategory::router, il);
     if (with_experts)
-        for (int64_t ie = 0; ie < mc.n_expert; ++ie)
+        for (int64_t ie = 0; ie < mc.n_expert_at(il); ++ie)
             t.swiglu(mlp + "experts." + std::to_string(ie) + ".", mc.d_model, mc.d_ff_expert,
                      TensorCategory::routed_expert, il, ie);
     if (mc.n_shared_expert > 0)
@@ -135,7 +135,7 @@ std::optional<TensorCategory> DeepseekArchBase::tolerated_extra(const ModelConfi
             rest.remove_prefix(kExperts.size());
             int64_t ie = -1;
             auto [ptr, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), ie);
-            if (ec != std::errc() || ie < 0 || ie >= mc.n_expert) return std::nullopt;
+            if (ec != std::errc() || ie < 0 || ie >= mc.n_expert_at(layer->il)) return std::nullopt;
             std::string_view proj(ptr, static_cast<size_t>(rest.data() + rest.size() - ptr));
             if (proj == ".gate_proj.weight_scale_inv" || proj == ".up_proj.weight_scale_inv" ||
                 proj == ".down_proj.weight_scale_inv") {

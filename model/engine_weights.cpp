@@ -187,8 +187,9 @@ LayerWeights WeightLoader::load_layer(int64_t il) const {
     }
     const std::string router = arch_.router_weight(il);
     lw.router = load(router);
-    if (lw.router.rows != mc_.n_expert || lw.router.cols != mc_.d_model)
-        throw Error("engine", "router '" + router + "' must be [" + std::to_string(mc_.n_expert) + ", " +
+    const int64_t n_expert = mc_.n_expert_at(il);
+    if (lw.router.rows != n_expert || lw.router.cols != mc_.d_model)
+        throw Error("engine", "router '" + router + "' must be [" + std::to_string(n_expert) + ", " +
                                   std::to_string(mc_.d_model) + "]");
     if (mc_.routing.correction_bias) {
         const std::string bias = router.substr(0, router.size() - std::string("weight").size()) + "e_score_correction_bias";
@@ -199,7 +200,7 @@ LayerWeights WeightLoader::load_layer(int64_t il) const {
         lw.shared = load_mlp(s + "gate_proj.weight", s + "up_proj.weight", s + "down_proj.weight", mc_.mlp_bias);
         if (mc_.routing.shared_expert_gate) lw.shared_gate = load(m + "shared_expert_gate.weight");
     }
-    lw.experts.resize(static_cast<size_t>(mc_.n_expert));
+    lw.experts.resize(static_cast<size_t>(n_expert));
     return lw;
 }
 

@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "io/checkpoint.h"
 #include "io/tokenizer.h"
+#include "model/corpus.h"
 #include "model/engine.h"
 
 namespace moekit::model {
@@ -20,13 +21,13 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr int64_t kDefaultSeqLen = 512;
 
-struct Window {
-    size_t domain;
-    int64_t begin;  // offset in the domain's stream
-    int64_t len;
-};
+// Routed experts of every decoder layer (they differ after non-uniform pruning).
+std::vector<int64_t> experts_per_layer(const ModelConfig& mc) {
+    std::vector<int64_t> out;
+    for (int64_t il = 0; il < mc.n_layer; ++il) out.push_back(mc.n_expert_at(il));
+    return out;
+}
 
 // Keeps the selected experts of every MoE layer of the last forward pass.
 class RouterCapture : public Observer {
@@ -79,9 +80,6 @@ double percentile(std::vector<float> values, double q) {
     return values[lo] + (pos - static_cast<double>(lo)) * (static_cast<double>(values[hi]) - values[lo]);
 }
 
-std::optional<int64_t> max_positions(const io::HfConfig& config) {
-    return config.get_int_opt("max_position_embeddings");
-}
 
 }  // namespace
 
@@ -110,10 +108,6 @@ EvalReport evaluate(const EvalOptions& options) {
     report.n_layer = mc.n_layer;
     report.n_expert = mc.n_expert;
     report.n_expert_used = mc.n_expert_used;
-    int64_t seq_len = options.seq_len;
-    if (seq_len == 0) seq_len = std::min(kDefaultSeqLen, max_positions(ckpt.config()).value_or(kDefaultSeqLen));
-    seq_len = std::max<int64_t>(seq_len, 2);
-    report.options.seq_len = seq_len;
 
     // Reference model.
     std::optional<io::Checkpoint> ref_ckpt;
@@ -132,10 +126,11 @@ EvalReport evaluate(const EvalOptions& options) {
         if (rc.n_layer != mc.n_layer || rc.is_moe_layer != mc.is_moe_layer) {
             report.routing_note = "unavailable: the two models have different layer structures (" + std::to_string(mc.n_layer) +
                                   " vs " + std::to_string(rc.n_layer) + " layers, or different MoE layers)";
-        } else if ((expert_map = read_expert_map(options.model_dir, mc.n_layer, mc.is_moe_layer, mc.n_expert, rc.n_expert))) {
+        } else if ((expert_map = read_expert_map(options.model_dir, mc.n_layer, mc.is_moe_layer, experts_per_layer(mc),
+                                                 rc.n_expert))) {
             report.routing_available = true;
             report.routing_note = "MODEL_DIR experts mapped to reference experts by moekit.json expert_map";
-        } else if (rc.n_expert == mc.n_expert) {
+        } else if (rc.n_expert == mc.n_expert && mc.n_expert_layer == rc.n_expert_layer) {
             report.routing_available = true;
             report.routing_note = "same expert count; experts compared by index";
         } else {
@@ -145,59 +140,28 @@ EvalReport evaluate(const EvalOptions& options) {
     }
 
     // Data: read and validate every file before any heavy work.
-    std::vector<io::RawDocuments> raws;
-    for (const auto& src : options.data) {
-        raws.push_back(io::read_documents(src.path, options.format));
-        report.has_text = report.has_text || !raws.back().pretokenized;
-    }
-    std::optional<io::Tokenizer> tokenizer;
-    if (report.has_text) {
-        if (!fs::exists(options.model_dir / "tokenizer.json"))
-            throw Error("data", "text data needs MODEL_DIR/tokenizer.json, which '" + options.model_dir.string() +
-                                    "' lacks; pass pre-tokenized ids (.bin, .npy, JSONL input_ids) instead");
-        tokenizer.emplace(io::Tokenizer::load(options.model_dir));
-    }
-    const io::TokenizeOptions tok_options{options.add_eos, options.add_bos, options.max_tokens};
-    const io::TokenizeRule rule = io::tokenize_rule(tokenizer ? &*tokenizer : nullptr, tok_options);
-    report.bos_id = rule.bos_id;
-    report.eos_id = rule.eos_id;
-    report.tokenization = report.has_text ? rule.describe() : "pre-tokenized ids used as given";
-
-    std::vector<std::vector<int32_t>> streams;
-    std::vector<Window> windows;
-    for (size_t d = 0; d < raws.size(); ++d) {
-        io::TokenStream stream = io::make_token_stream(raws[d], tokenizer ? &*tokenizer : nullptr, tok_options);
-        io::check_vocabulary(stream.ids, mc.vocab_size, raws[d].path, "the model's vocabulary (vocab_size)");
+    CorpusOptions corpus_options{options.data, options.format, options.seq_len, options.max_tokens, options.add_eos, options.add_bos};
+    const Corpus corpus = load_corpus(ckpt, mc.vocab_size, corpus_options);
+    report.options.seq_len = corpus.seq_len;
+    report.has_text = corpus.has_text;
+    report.bos_id = corpus.bos_id;
+    report.eos_id = corpus.eos_id;
+    report.tokenization = corpus.tokenization;
+    for (const CorpusDomain& cd : corpus.domains) {
         DomainResult dr;
-        dr.domain = options.data[d].domain;
-        dr.path = options.data[d].path;
-        dr.format = raws[d].detail;
-        dr.documents = stream.n_documents;
-        dr.documents_used = stream.n_documents_used;
-        dr.tokens = static_cast<int64_t>(stream.ids.size());
-        dr.tokens_available = stream.n_tokens_total;
-        if (dr.tokens < 2)
-            throw Error("data", "'" + dr.path.string() + "': only " + std::to_string(dr.tokens) + " token; at least 2 are needed to score one");
-        for (int64_t b = 0; b < dr.tokens; b += seq_len) {
-            const int64_t len = std::min(seq_len, dr.tokens - b);
-            if (len < 2) continue;  // a trailing single id predicts nothing
-            windows.push_back({d, b, len});
-            ++dr.windows;
-        }
+        dr.domain = cd.name;
+        dr.path = cd.path;
+        dr.format = cd.format;
+        dr.documents = cd.documents;
+        dr.documents_used = cd.documents_used;
+        dr.tokens = cd.tokens;
+        dr.tokens_available = cd.tokens_available;
+        dr.windows = cd.windows;
         report.domains.push_back(std::move(dr));
-        streams.push_back(std::move(stream.ids));
     }
-    raws.clear();
-
-    // Batches of whole windows.
-    std::vector<std::pair<size_t, size_t>> batches;  // [first window, end)
-    for (size_t w = 0; w < windows.size();) {
-        size_t e = w;
-        int64_t n = 0;
-        while (e < windows.size() && (e == w || n + windows[e].len <= options.batch_tokens)) n += windows[e++].len;
-        batches.emplace_back(w, e);
-        w = e;
-    }
+    const auto& streams = corpus.streams;
+    const auto& windows = corpus.windows;
+    const auto batches = batch_windows(windows, options.batch_tokens);
 
     const auto t_eval = std::chrono::steady_clock::now();
     const size_t n_domains = report.domains.size();
@@ -216,7 +180,7 @@ EvalReport evaluate(const EvalOptions& options) {
         std::vector<int32_t> target;     // per row: next id, -1 when not scored
         std::vector<uint32_t> row_domain;
         for (size_t w = batches[b].first; w < batches[b].second; ++w) {
-            const Window& win = windows[w];
+            const CorpusWindow& win = windows[w];
             const auto& ids = streams[win.domain];
             seqs.emplace_back(ids.begin() + win.begin, ids.begin() + win.begin + win.len);
             for (int64_t i = 0; i < win.len; ++i) {

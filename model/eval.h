@@ -121,5 +121,10 @@ using ExpertMap = std::vector<std::vector<std::vector<int32_t>>>;  // [layer][ex
 std::optional<ExpertMap> read_expert_map(const std::filesystem::path& model_dir, int64_t n_layer,
                                          const std::vector<bool>& is_moe_layer, int64_t n_expert,
                                          int64_t ref_n_expert);
+// The same for models whose MoE layers hold different expert counts (n_expert_per_layer: one
+// count per decoder layer, ModelConfig::n_expert_at).
+std::optional<ExpertMap> read_expert_map(const std::filesystem::path& model_dir, int64_t n_layer,
+                                         const std::vector<bool>& is_moe_layer,
+                                         const std::vector<int64_t>& n_expert_per_layer, int64_t ref_n_expert);
 
 }  // namespace moekit::model

@@ -167,6 +167,12 @@ std::string to_text(const EvalReport& report) {
 
 std::optional<ExpertMap> read_expert_map(const fs::path& model_dir, int64_t n_layer, const std::vector<bool>& is_moe_layer,
                                          int64_t n_expert, int64_t ref_n_expert) {
+    return read_expert_map(model_dir, n_layer, is_moe_layer, std::vector<int64_t>(static_cast<size_t>(n_layer), n_expert),
+                           ref_n_expert);
+}
+
+std::optional<ExpertMap> read_expert_map(const fs::path& model_dir, int64_t n_layer, const std::vector<bool>& is_moe_layer,
+                                         const std::vector<int64_t>& n_expert_per_layer, int64_t ref_n_expert) {
     const fs::path file = model_dir / "moekit.json";
     std::error_code ec;
     if (!fs::exists(file, ec)) return std::nullopt;
@@ -185,6 +191,7 @@ std::optional<ExpertMap> read_expert_map(const fs::path& model_dir, int64_t n_la
         const std::string where = "layer " + std::to_string(il) + ": ";
         if (il < 0 || il >= n_layer) throw bad("names layer " + std::to_string(il) + ", the model has " + std::to_string(n_layer));
         if (!is_moe_layer[static_cast<size_t>(il)]) return;
+        const int64_t n_expert = n_expert_per_layer[static_cast<size_t>(il)];
         if (!entry.is_array() || static_cast<int64_t>(entry.size()) != n_expert)
             throw bad(where + "needs a list of " + std::to_string(n_expert) + " entries (one per expert)");
         auto& out = map[static_cast<size_t>(il)];

@@ -32,7 +32,7 @@ void gather(const Matrix& x, const std::vector<int64_t>& rows, Matrix& out) {
 void moe_block(const Matrix& residual, const Matrix& x, LayerWeights& lw, const ModelConfig& mc, const MoeContext& ctx,
                Matrix& out) {
     const int nt = ctx.n_threads;
-    const int64_t T = x.rows(), d = x.cols(), E = mc.n_expert, k = mc.n_expert_used;
+    const int64_t T = x.rows(), d = x.cols(), E = mc.n_expert_at(ctx.layer), k = mc.n_expert_used;
     const ObserverSets& obs = ctx.observers;
 
     RoutingResult r;

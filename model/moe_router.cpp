@@ -35,7 +35,8 @@ void top_k(const float* v, int64_t n, int64_t k, std::vector<int32_t>& idx) {
 void route(const ModelConfig& mc, const Weight& correction_bias, RoutingResult& r, int n_threads) {
     const RoutingSpec& spec = mc.routing;
     const int64_t T = r.logits.rows(), E = r.logits.cols(), k = mc.n_expert_used;
-    if (E != mc.n_expert) throw InternalError("engine", "router logits have the wrong width");
+    // E is the layer's own expert count (layers may differ: ModelConfig::n_expert_layer).
+    if (E < k || E > mc.n_expert) throw InternalError("engine", "router logits have the wrong width");
     const bool sigmoid = spec.scoring == Scoring::sigmoid;
     const bool deepseek_v2 = mc.model_type == "deepseek_v2";
     const bool v3_style = sigmoid || spec.correction_bias;
