@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -32,5 +33,30 @@ struct EvalCommand {
 };
 CLI::App* add_eval(CLI::App& app, EvalCommand& command);
 int run_eval(const EvalCommand& command);
+
+struct ProfileCommand {
+    CommonOptions common;
+    std::string model_dir;
+    std::string data;
+    std::vector<std::string> traces;
+    std::string output;
+    bool force = false;
+    std::string save_trace;
+    std::string format = "auto";
+    int64_t seq_len = -1;
+    int64_t max_tokens = 0;
+    bool no_eos = false;
+    std::string bos = "auto";
+    int64_t batch_tokens = 16384;
+    std::string segment_lengths = "4,16,64,256";
+    std::string cache_ratios = "1,2,3,4";
+    int64_t bootstrap_batches = 50;
+    int64_t bootstrap_resamples = 1000;
+    uint64_t seed = 0;
+    int64_t vocab_min_count = 20;
+    int64_t logit_sample_stride = 8;
+};
+CLI::App* add_profile(CLI::App& app, ProfileCommand& command);
+int run_profile(const ProfileCommand& command);
 
 }  // namespace moekit::cli

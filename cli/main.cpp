@@ -11,11 +11,13 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "cuda/backend.h"
+#include "dist/comm.h"
 
 namespace {
 
 std::string version_text() {
-    std::string text = std::string("moekit ") + MOEKIT_VERSION + "\nCUDA backend: ";
+    std::string text = std::string("moekit ") + MOEKIT_VERSION + "\nMPI: " +
+                       (moekit::dist::mpi_compiled() ? "built (mpirun -n N moekit profile ...)" : "not built") + "\nCUDA backend: ";
     if (!moekit::backend::cuda_compiled()) return text + "not built\n";
     const auto gpus = moekit::backend::cuda_devices();
     if (gpus.empty()) return text + "built; no usable GPU (" + moekit::backend::cuda_unavailable_reason() + ")\n";
@@ -42,6 +44,8 @@ int run(int argc, char** argv) {
     CLI::App* inspect_app = add_inspect(app, inspect);
     EvalCommand eval;
     CLI::App* eval_app = add_eval(app, eval);
+    ProfileCommand profile;
+    CLI::App* profile_app = add_profile(app, profile);
 
     if (argc == 1) {
         std::cout << app.help();
@@ -61,6 +65,7 @@ int run(int argc, char** argv) {
     }
     if (inspect_app->parsed()) return run_inspect(inspect);
     if (eval_app->parsed()) return run_eval(eval);
+    if (profile_app->parsed()) return run_profile(profile);
     return 1;
 }
 
@@ -77,19 +82,27 @@ static void report_json_error(int argc, char** argv, const std::string& kind, co
         }
 }
 
+// Under MPI a failing rank ends the whole job (the others would wait for it forever).
+static int finish(int code) {
+    if (code != 0) moekit::dist::abort_all(code);
+    moekit::dist::finalize();
+    return code;
+}
+
 int main(int argc, char** argv) {
     try {
-        return run(argc, argv);
+        moekit::dist::init(&argc, &argv);
+        return finish(run(argc, argv));
     } catch (const moekit::Error& e) {
         std::cerr << "moekit: error: " << e.what() << "\n";
         report_json_error(argc, argv, "user", e.what());
-        return 1;
+        return finish(1);
     } catch (const std::exception& e) {
         std::cerr << "moekit: internal error: " << e.what() << "\n(please report this with the command line)\n";
         report_json_error(argc, argv, "internal", e.what());
-        return 2;
+        return finish(2);
     } catch (...) {
         std::cerr << "moekit: internal error: unknown exception\n";
-        return 2;
+        return finish(2);
     }
 }
