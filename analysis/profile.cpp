@@ -70,6 +70,12 @@ RoutingTrace trace_from_bytes(const std::string& bytes, int rank) {
     return t;
 }
 
+int64_t corpus_tokens(const model::Corpus& corpus) {
+    int64_t n = 0;
+    for (const auto& d : corpus.domains) n += d.tokens;
+    return n;
+}
+
 // Records the trace of this rank's share of the windows.
 struct Recorded {
     RoutingTrace trace;
@@ -82,6 +88,10 @@ Recorded record(const ProfileOptions& options, int threads) {
     model::Engine engine(ckpt, model::EngineOptions{threads});
     const model::ModelConfig& mc = engine.config();
     if (mc.n_moe_layer() == 0) throw Error("profile", "'" + options.model_dir.string() + "' has no MoE layers to profile");
+    // A trace holds one expert count for all layers; non-uniformly pruned models differ per layer.
+    if (!mc.n_expert_layer.empty())
+        throw Error("profile", "'" + options.model_dir.string() + "' has different expert counts per layer (config field " +
+                                   std::string(model::kExpertsPerLayerKey) + "); profile supports uniform models only for now");
     model::CorpusOptions co{options.data, options.format, options.seq_len, options.max_tokens, options.add_eos, options.add_bos};
     const model::Corpus corpus = model::load_corpus(ckpt, mc.vocab_size, co);
 
@@ -94,7 +104,9 @@ Recorded record(const ProfileOptions& options, int threads) {
     t.n_expert = mc.n_expert;
     t.n_expert_used = mc.n_expert_used;
     t.scoring = mc.routing.scoring == model::Scoring::sigmoid ? "sigmoid" : "softmax";
-    t.logit_sample_stride = options.logit_sample_stride;
+    t.logit_sample_stride = options.logit_sample_stride > 0
+                                ? options.logit_sample_stride
+                                : auto_logit_sample_stride(corpus_tokens(corpus), corpus.seq_len);
     for (const auto& d : corpus.domains) t.domains.push_back(d.name);
     for (int64_t il = 0; il < mc.n_layer; ++il)
         if (mc.is_moe_layer[static_cast<size_t>(il)]) {
@@ -288,9 +300,14 @@ ordered_json compute_profile(const RoutingTrace& trace, const ProfileParams& par
     return doc;
 }
 
+int64_t auto_logit_sample_stride(int64_t n_tokens, int64_t seq_len) {
+    const int64_t wanted = (n_tokens + kMultiFitRows - 1) / kMultiFitRows;
+    return std::max<int64_t>(8, std::min(wanted, seq_len / 4));
+}
+
 ProfileResult profile(const ProfileOptions& options) {
     check_params(options.params);
-    if (options.logit_sample_stride < 1) throw Error("profile", "--logit-sample-stride must be at least 1");
+    if (options.logit_sample_stride < 0) throw Error("profile", "--logit-sample-stride must be at least 1 (or 0: auto)");
     if (options.batch_tokens < 1) throw Error("profile", "--batch-tokens must be positive");
     const int threads = options.params.threads > 0 ? options.params.threads : std::max(1, omp_get_max_threads());
     ProfileResult result;

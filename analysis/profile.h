@@ -48,7 +48,7 @@ struct ProfileOptions {
     bool add_eos = true;
     std::optional<bool> add_bos;
     int64_t batch_tokens = 16384;
-    int64_t logit_sample_stride = 8;
+    int64_t logit_sample_stride = 0;    // 0: auto_logit_sample_stride()
     // Source B: saved traces (when non-empty, model_dir/data are not used).
     std::vector<std::filesystem::path> traces;
 
@@ -67,6 +67,12 @@ struct ProfileResult {
 };
 
 // Throws moekit::Error for bad input (checkpoint, data, traces, parameters).
+// The default stride of sampled router logits: 8, raised so that about kMultiFitRows rows per
+// layer are kept (the multi-type fit's cost grows with them), but never past seq_len / 4 (so
+// every sequence keeps several positions).
+inline constexpr int64_t kMultiFitRows = 8192;
+int64_t auto_logit_sample_stride(int64_t n_tokens, int64_t seq_len);
+
 ProfileResult profile(const ProfileOptions& options);
 
 // Every statistic from a trace. `source` is merged into doc["data"] and `extra_params` into

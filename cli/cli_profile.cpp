@@ -84,7 +84,8 @@ CLI::App* add_profile(CLI::App& app, ProfileCommand& command) {
     sub->add_option("--seed", command.seed, "Bootstrap seed (default 0)");
     sub->add_option("--vocab-min-count", command.vocab_min_count, "Token ids seen fewer times are left out of vocabulary specialization (default 20)");
     sub->add_option("--logit-sample-stride", command.logit_sample_stride,
-                    "Keep the router logits of every N-th position for the multi-type congestion fit (default 8)");
+                    "Keep the router logits of every N-th position of each sequence for the multi-type congestion fit "
+                    "(default 0 = auto: 8, raised to keep about 8192 rows per layer, at most seq-len/4)");
     add_common_options(*sub, command.common);
     return sub;
 }

@@ -54,7 +54,7 @@ struct ProfileCommand {
     int64_t bootstrap_resamples = 1000;
     uint64_t seed = 0;
     int64_t vocab_min_count = 20;
-    int64_t logit_sample_stride = 8;
+    int64_t logit_sample_stride = 0;
 };
 CLI::App* add_profile(CLI::App& app, ProfileCommand& command);
 int run_profile(const ProfileCommand& command);
