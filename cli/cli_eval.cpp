@@ -36,14 +36,7 @@ CLI::App* add_eval(CLI::App& app, EvalCommand& command) {
     sub->add_option("MODEL_DIR", command.model_dir, "Checkpoint directory to evaluate")->required();
     sub->add_option("--data", command.data, "FILE[,FILE...] or DOMAIN=FILE[,...]")->required();
     sub->add_option("--ref", command.ref_dir, "Reference checkpoint (same vocabulary) for KL / top-1 / routing agreement");
-    sub->add_option("--format", command.format, "Data format for every file: auto (by extension), text, jsonl, bin, npy")
-        ->check(CLI::IsMember({"auto", "text", "jsonl", "bin", "npy"}));
-    sub->add_option("--seq-len", command.seq_len, "Window length in tokens (default: min(512, max_position_embeddings))");
-    sub->add_option("--max-tokens", command.max_tokens, "Use only the first N tokens of each domain (default: all)");
-    sub->add_flag("--no-eos", command.no_eos, "Do not append EOS after each text document");
-    sub->add_option("--bos", command.bos, "Prepend BOS to each text document: auto (tokenizer_config add_bos_token), yes, no")
-        ->check(CLI::IsMember({"auto", "yes", "no"}));
-    sub->add_option("--batch-tokens", command.batch_tokens, "Tokens per forward pass (memory vs. weight reloads; default 16384)");
+    add_corpus_options(*sub, command.corpus);
     add_common_options(*sub, command.common);
     return sub;
 }
@@ -52,22 +45,13 @@ int run_eval(const EvalCommand& command) {
     const std::string device = apply_common_options(command.common);
     require_directory(command.model_dir, "MODEL_DIR");
     if (!command.ref_dir.empty()) require_directory(command.ref_dir, "--ref");
-    if (command.seq_len != -1 && command.seq_len < 2)
-        throw Error("cli", "--seq-len must be at least 2 (got " + std::to_string(command.seq_len) + ")");
-    if (command.max_tokens < 0) throw Error("cli", "--max-tokens must not be negative (got " + std::to_string(command.max_tokens) + ")");
-    if (command.batch_tokens < 1) throw Error("cli", "--batch-tokens must be positive (got " + std::to_string(command.batch_tokens) + ")");
     if (device == "cuda" && command.common.device == "cuda") std::cerr << "moekit: note: eval runs on the CPU engine\n";
 
     model::EvalOptions options;
     options.model_dir = command.model_dir;
     options.data = io::parse_data_sources(command.data);
     if (!command.ref_dir.empty()) options.ref_dir = command.ref_dir;
-    options.format = io::parse_data_format(command.format);
-    options.seq_len = command.seq_len == -1 ? 0 : command.seq_len;
-    options.max_tokens = command.max_tokens;
-    options.add_eos = !command.no_eos;
-    if (command.bos != "auto") options.add_bos = command.bos == "yes";
-    options.batch_tokens = command.batch_tokens;
+    apply_corpus_options(command.corpus, options);
     options.threads = command.common.threads;
     const bool tty = isatty(fileno(stderr)) != 0;
     if (tty)

@@ -69,14 +69,7 @@ CLI::App* add_profile(CLI::App& app, ProfileCommand& command) {
     sub->add_option("-o,--output", command.output, "Write profile.json, *.csv and index.html into this directory");
     sub->add_flag("--force", command.force, "Replace an existing output directory / trace file");
     sub->add_option("--save-trace", command.save_trace, "Save the routing trace to this file (safetensors)");
-    sub->add_option("--format", command.format, "Data format for every file: auto, text, jsonl, bin, npy")
-        ->check(CLI::IsMember({"auto", "text", "jsonl", "bin", "npy"}));
-    sub->add_option("--seq-len", command.seq_len, "Window length in tokens (default: min(512, max_position_embeddings))");
-    sub->add_option("--max-tokens", command.max_tokens, "Use only the first N tokens of each domain (default: all)");
-    sub->add_flag("--no-eos", command.no_eos, "Do not append EOS after each text document");
-    sub->add_option("--bos", command.bos, "Prepend BOS: auto (tokenizer_config add_bos_token), yes, no")
-        ->check(CLI::IsMember({"auto", "yes", "no"}));
-    sub->add_option("--batch-tokens", command.batch_tokens, "Tokens per forward pass (default 16384)");
+    add_corpus_options(*sub, command.corpus);
     sub->add_option("--segment-lengths", command.segment_lengths, "SRP segment lengths m (default 4,16,64,256)");
     sub->add_option("--cache-ratios", command.cache_ratios, "SCH/LRU/LFU cache ratios rho, capacity rho*k (default 1,2,3,4)");
     sub->add_option("--bootstrap-batches", command.bootstrap_batches, "Batches of sequences for the bootstrap (default 50)");
@@ -105,15 +98,7 @@ int run_profile(const ProfileCommand& command) {
         options.model_dir = command.model_dir;
         options.data = io::parse_data_sources(command.data);
     }
-    if (command.seq_len != -1 && command.seq_len < 2)
-        throw Error("cli", "--seq-len must be at least 2 (got " + std::to_string(command.seq_len) + ")");
-    if (command.max_tokens < 0) throw Error("cli", "--max-tokens must not be negative");
-    options.format = io::parse_data_format(command.format);
-    options.seq_len = command.seq_len == -1 ? 0 : command.seq_len;
-    options.max_tokens = command.max_tokens;
-    options.add_eos = !command.no_eos;
-    if (command.bos != "auto") options.add_bos = command.bos == "yes";
-    options.batch_tokens = command.batch_tokens;
+    apply_corpus_options(command.corpus, options);
     options.logit_sample_stride = command.logit_sample_stride;
     options.params.segment_lengths = parse_int_list(command.segment_lengths, "--segment-lengths");
     options.params.cache_ratios = parse_int_list(command.cache_ratios, "--cache-ratios");

@@ -24,12 +24,7 @@ struct EvalCommand {
     std::string model_dir;
     std::string data;                 // FILE[,FILE...] or DOMAIN=FILE[,...]
     std::string ref_dir;              // empty: no reference
-    std::string format = "auto";
-    int64_t seq_len = -1;             // -1: min(512, max_position_embeddings)
-    int64_t max_tokens = 0;
-    bool no_eos = false;
-    std::string bos = "auto";         // auto | yes | no
-    int64_t batch_tokens = 16384;
+    CorpusFlags corpus;
 };
 CLI::App* add_eval(CLI::App& app, EvalCommand& command);
 int run_eval(const EvalCommand& command);
@@ -42,12 +37,7 @@ struct ProfileCommand {
     std::string output;
     bool force = false;
     std::string save_trace;
-    std::string format = "auto";
-    int64_t seq_len = -1;
-    int64_t max_tokens = 0;
-    bool no_eos = false;
-    std::string bos = "auto";
-    int64_t batch_tokens = 16384;
+    CorpusFlags corpus;
     std::string segment_lengths = "4,16,64,256";
     std::string cache_ratios = "1,2,3,4";
     int64_t bootstrap_batches = 50;

@@ -32,4 +32,22 @@ void require_directory(const std::string& path, const std::string& what) {
     if (!std::filesystem::is_directory(path, ec)) throw Error("cli", what + " '" + path + "' is not a directory");
 }
 
+void add_corpus_options(CLI::App& command, CorpusFlags& flags) {
+    command.add_option("--format", flags.format, "Data format for every file: auto (by extension), text, jsonl, bin, npy")
+        ->check(CLI::IsMember({"auto", "text", "jsonl", "bin", "npy"}));
+    command.add_option("--seq-len", flags.seq_len, "Window length in tokens (default: min(512, max_position_embeddings))");
+    command.add_option("--max-tokens", flags.max_tokens, "Use only the first N tokens of each domain (default: all)");
+    command.add_flag("--no-eos", flags.no_eos, "Do not append EOS after each text document");
+    command.add_option("--bos", flags.bos, "Prepend BOS to each text document: auto (tokenizer_config add_bos_token), yes, no")
+        ->check(CLI::IsMember({"auto", "yes", "no"}));
+    command.add_option("--batch-tokens", flags.batch_tokens, "Tokens per forward pass (memory vs. weight reloads; default 16384)");
+}
+
+void check_corpus_options(const CorpusFlags& flags) {
+    if (flags.seq_len != -1 && flags.seq_len < 2)
+        throw Error("cli", "--seq-len must be at least 2 (got " + std::to_string(flags.seq_len) + ")");
+    if (flags.max_tokens < 0) throw Error("cli", "--max-tokens must not be negative (got " + std::to_string(flags.max_tokens) + ")");
+    if (flags.batch_tokens < 1) throw Error("cli", "--batch-tokens must be positive (got " + std::to_string(flags.batch_tokens) + ")");
+}
+
 }  // namespace moekit::cli
