@@ -42,6 +42,8 @@ int run(int argc, char** argv) {
     CLI::App* inspect_app = add_inspect(app, inspect);
     EvalCommand eval;
     CLI::App* eval_app = add_eval(app, eval);
+    PruneCommand prune;
+    CLI::App* prune_app = add_prune(app, prune);
 
     if (argc == 1) {
         std::cout << app.help();
@@ -61,6 +63,7 @@ int run(int argc, char** argv) {
     }
     if (inspect_app->parsed()) return run_inspect(inspect);
     if (eval_app->parsed()) return run_eval(eval);
+    if (prune_app->parsed()) return run_prune(prune);
     return 1;
 }
 
