@@ -48,7 +48,7 @@ Json conventions(Method method) {
             c["score"] = "||Z - Z'||_F when only this expert is dropped (null for grouped routing); the kept set minimizes "
                          "||Z - Z'||_F over the sampled tokens, Z' routed by the sliced router";
             break;
-        case Method::random: c["score"] = "uniform [0, 1) from mt19937_64(seed + layer), top 53 bits"; break;
+        case Method::random: c["score"] = "uniform [0, 1): top 53 bits of mt19937_64 seeded with seed_seq{seed lo, seed hi, layer lo, layer hi}"; break;
     }
     return c;
 }

@@ -86,7 +86,12 @@ std::vector<double> method_scores(Method method, const LayerStats& s, uint64_t s
             break;
         case Method::easy_ep: out = s.easy_sum; break;
         case Method::random: {
-            std::mt19937_64 rng(seed + static_cast<uint64_t>(s.layer));
+            // seed_seq mixes (seed, layer) so that seeds are not shifted copies of each other
+            // (seed + layer would give seed 1 / layer 0 the draws of seed 0 / layer 1).
+            const auto layer = static_cast<uint64_t>(s.layer);
+            std::seed_seq seq{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32), static_cast<uint32_t>(layer),
+                              static_cast<uint32_t>(layer >> 32)};
+            std::mt19937_64 rng(seq);
             for (size_t e = 0; e < E; ++e) out[e] = static_cast<double>(rng() >> 11) * 0x1.0p-53;
             break;
         }

@@ -50,8 +50,9 @@ struct LayerStats {
 };
 
 // One score per expert for every method except naee (its scores come from prune/naee.h).
-// random: uniform in [0, 1) from a 64-bit Mersenne Twister seeded with seed + layer (the raw
-// 53 high bits, so the numbers are the same on every platform).
+// random: uniform in [0, 1) from a 64-bit Mersenne Twister seeded with std::seed_seq{seed low/high
+// 32 bits, layer low/high 32 bits} (the raw 53 high bits; seed_seq and mt19937_64 are specified
+// exactly by the standard, so the numbers are the same on every platform).
 std::vector<double> method_scores(Method method, const LayerStats& stats, uint64_t seed = 0);
 
 // Accumulates LayerStats for every MoE layer; add it to every forward pass of the calibration.

@@ -267,12 +267,15 @@ TEST(PruneScores, RandomIsSeededAndPerLayer) {
     EXPECT_EQ(r0, method_scores(Method::random, a, 42));
     EXPECT_NE(r0, method_scores(Method::random, a, 43));
     EXPECT_NE(r0, method_scores(Method::random, b, 42));
+    // Seeds are not shifted copies of each other across layers (seed + layer would be).
+    EXPECT_NE(method_scores(Method::random, b, 42), method_scores(Method::random, a, 43));
     for (double v : r0) {
         EXPECT_GE(v, 0.0);
         EXPECT_LT(v, 1.0);
     }
-    // mt19937_64 seeded with 42: the first draw's top 53 bits.
-    std::mt19937_64 rng(42);
+    // mt19937_64 seeded with seed_seq{42, 0, layer 0, 0}: the first draw's top 53 bits.
+    std::seed_seq seq{42u, 0u, 0u, 0u};
+    std::mt19937_64 rng(seq);
     EXPECT_EQ(r0[0], double(rng() >> 11) * 0x1.0p-53);
 }
 
