@@ -89,6 +89,11 @@ nothing_left "--dry-run"
 json_check 'd["ok"] is True and d["dry_run"] is True and d["output"] is None and d["result"]["experts_kept"] == 32' \
   -- "${base[@]}" --keep 8 --method reap --dry-run
 nothing_left "--dry-run --json"
+# super experts: protected by default (layer 2 expert 5 of the demo model), not with the flag off
+json_check 'd["params"]["protect_super_experts"] is True and [[e["layer"], e["expert"]] for e in d["super_experts"]["experts"]] == [[2, 5]] and d["layers"][2]["protected"] == [5] and 5 in d["layers"][2]["kept"]' \
+  -- "${base[@]}" --keep 2 --method frequency --dry-run
+json_check 'd["params"]["protect_super_experts"] is False and all(l["protected"] == [] for l in d["layers"])' \
+  -- "${base[@]}" --keep 2 --method frequency --dry-run --no-protect-super-experts
 
 # a real prune, then eval against the original
 expect 0 "Wrote" -- "${base[@]}" --keep 0.5 --method reap -o "$out"
