@@ -48,5 +48,24 @@ struct ProfileCommand {
 };
 CLI::App* add_profile(CLI::App& app, ProfileCommand& command);
 int run_profile(const ProfileCommand& command);
+struct PruneCommand {
+    CommonOptions common;
+    std::string model_dir;
+    std::string output;
+    std::string method = "reap";
+    std::string keep;                 // ratio (0.5) or count (8)
+    std::string calib;                // FILE[,FILE...] or DOMAIN=FILE[,...]
+    std::string budget = "uniform";
+    int64_t min_keep = 0;
+    bool protect_super_experts = true;
+    bool dry_run = false;
+    bool force = false;
+    uint64_t seed = 0;
+    CorpusFlags corpus;               // how the --calib files become windows
+    int64_t naee_max_tokens = 2048;
+    int64_t naee_max_subsets = 5000;
+};
+CLI::App* add_prune(CLI::App& app, PruneCommand& command);
+int run_prune(const PruneCommand& command);
 
 }  // namespace moekit::cli

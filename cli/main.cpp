@@ -46,6 +46,8 @@ int run(int argc, char** argv) {
     CLI::App* eval_app = add_eval(app, eval);
     ProfileCommand profile;
     CLI::App* profile_app = add_profile(app, profile);
+    PruneCommand prune;
+    CLI::App* prune_app = add_prune(app, prune);
 
     if (argc == 1) {
         std::cout << app.help();
@@ -66,6 +68,7 @@ int run(int argc, char** argv) {
     if (inspect_app->parsed()) return run_inspect(inspect);
     if (eval_app->parsed()) return run_eval(eval);
     if (profile_app->parsed()) return run_profile(profile);
+    if (prune_app->parsed()) return run_prune(prune);
     return 1;
 }
 

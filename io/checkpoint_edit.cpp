@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -83,6 +84,48 @@ public:
 
 private:
     fs::path path_;
+};
+
+// SIGINT / SIGTERM while writing: the handler only records the signal; the writer stops at the
+// next tensor (or before the final rename) by throwing, the TempDirGuard removes the temporary
+// directory, and then this guard (destroyed after it) restores the previous handlers and
+// re-raises the signal, so the process still ends the way the signal asks (exit 130 for Ctrl-C).
+// Signals the process ignores stay ignored.
+// Without it an interrupted write would leave "<out>.moekit-tmp-<pid>" behind.
+volatile std::sig_atomic_t g_interrupted = 0;
+
+extern "C" void record_interrupt(int sig) { g_interrupted = sig; }
+
+class InterruptGuard {
+public:
+    InterruptGuard() {
+        g_interrupted = 0;
+        struct sigaction action {};
+        action.sa_handler = record_interrupt;
+        sigemptyset(&action.sa_mask);
+        action.sa_flags = SA_RESTART;
+        // A signal the process ignores (SIGINT of a background job) stays ignored.
+        sigaction(SIGINT, nullptr, &old_int_);
+        sigaction(SIGTERM, nullptr, &old_term_);
+        if (old_int_.sa_handler != SIG_IGN) sigaction(SIGINT, &action, nullptr);
+        if (old_term_.sa_handler != SIG_IGN) sigaction(SIGTERM, &action, nullptr);
+    }
+    ~InterruptGuard() {
+        sigaction(SIGINT, &old_int_, nullptr);
+        sigaction(SIGTERM, &old_term_, nullptr);
+        if (const int sig = g_interrupted) {
+            g_interrupted = 0;
+            std::raise(sig);
+        }
+    }
+    InterruptGuard(const InterruptGuard&) = delete;
+    InterruptGuard& operator=(const InterruptGuard&) = delete;
+    static void check() {
+        if (g_interrupted) fail(std::string("interrupted by ") + (g_interrupted == SIGINT ? "SIGINT" : "SIGTERM") + " while writing");
+    }
+
+private:
+    struct sigaction old_int_ {}, old_term_ {};
 };
 
 // One tensor of the output and where its bytes come from.
@@ -235,6 +278,7 @@ WriteResult write_checkpoint(const Checkpoint& input, const CheckpointEdit& edit
     const std::string pid = std::to_string(::getpid());
     const fs::path tmp = parent / (out_canon.filename().string() + ".moekit-tmp-" + pid);
     fs::remove_all(tmp, ec);  // a leftover of a crashed run with our pid
+    InterruptGuard interrupts;  // declared before guard: re-raises only after the cleanup
     if (!fs::create_directory(tmp, ec) || ec) fail(tmp.string() + ": cannot create temporary directory: " + ec.message());
     TempDirGuard guard(tmp);
 
@@ -250,6 +294,10 @@ WriteResult write_checkpoint(const Checkpoint& input, const CheckpointEdit& edit
         for (const OutputTensor* t : shards[s]) {
             if (t->put) {
                 TensorSource source = *t->put;
+                source.fill = [fill = std::move(source.fill)](std::byte* dst) {
+                    InterruptGuard::check();
+                    fill(dst);
+                };
                 sources.push_back(std::move(source));
                 ++result.n_written;
             } else {
@@ -257,6 +305,7 @@ WriteResult write_checkpoint(const Checkpoint& input, const CheckpointEdit& edit
                 const auto bytes = entry->file->bytes(*entry->info);
                 sources.push_back(TensorSource{t->name, entry->info->dtype, entry->info->shape, bytes.size(),
                                                [bytes](std::byte* dst) {
+                                                   InterruptGuard::check();
                                                    if (!bytes.empty()) std::memcpy(dst, bytes.data(), bytes.size());
                                                }});
                 ++result.n_copied;
@@ -295,6 +344,7 @@ WriteResult write_checkpoint(const Checkpoint& input, const CheckpointEdit& edit
     for (const auto& path : written) fsync_path(path, false);
     fsync_path(tmp, true);
 
+    InterruptGuard::check();
     // Swap into place: move an old output aside, rename the new one in, then delete the old.
     if (fs::exists(fs::symlink_status(out_canon, ec))) {
         if (!options.force) fail("output " + out_dir.string() + " appeared while writing; pass --force to replace it");

@@ -53,7 +53,9 @@ struct WriteResult {
 // *.msgpack, *.gguf), which would be stale; extra_files are written last (they may replace a
 // copied file such as README.md). Files are fsynced before the final rename. The temporary
 // directory is "<out_dir>.moekit-tmp-<pid>"; an existing output replaced under force is first
-// renamed to "<out_dir>.moekit-old-<pid>" and removed after the new one is in place.
+// renamed to "<out_dir>.moekit-old-<pid>" and removed after the new one is in place. SIGINT or
+// SIGTERM during the write stops it at the next tensor, removes the temporary directory (an
+// existing output stays as it was) and then re-raises the signal with the previous handler.
 WriteResult write_checkpoint(const Checkpoint& input, const CheckpointEdit& edit,
                              const fs::path& out_dir, const WriteOptions& options = {});
 

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstring>
 #include <fstream>
 #include <random>
@@ -358,6 +359,36 @@ TEST(IoCheckpointEdit, FailingPutLeavesNoTempAndKeepsOldOutput) {
     EXPECT_CONTAINS(write_error(input, edit, fx.tmp / "fresh"), "fill failed");
     EXPECT_FALSE(fs::exists(fx.tmp / "fresh"));
     EXPECT_TRUE(no_temp_left(fx.tmp.path()));
+}
+
+// Ctrl-C while writing: the temporary directory is removed, an existing output is untouched, and
+// the process still dies of the signal (the writer re-raises it after cleaning up).
+TEST(IoCheckpointEditDeathTest, InterruptRemovesTempAndReraises) {
+    Fixture fx;
+    fs::create_directories(fx.tmp / "out");
+    write_all(fx.tmp / "out" / "old.txt", "old");
+    auto interrupted_write = [&](const fs::path& out, int sig) {
+        const Checkpoint input = Checkpoint::open(fx.in);
+        CheckpointEdit edit;
+        edit.put.push_back(TensorSource{"a.signal", DType::U8, {4}, 4, [sig](std::byte* dst) {
+                                            std::memset(dst, 0, 4);
+                                            std::raise(sig);
+                                        }});
+        edit.put.push_back(TensorSource{"z.after", DType::U8, {4}, 4, [](std::byte* dst) { std::memset(dst, 1, 4); }});
+        write_checkpoint(input, edit, out, {.force = true});
+    };
+    EXPECT_EXIT(interrupted_write(fx.tmp / "out", SIGINT), ::testing::KilledBySignal(SIGINT), "");
+    EXPECT_EQ(read_all(fx.tmp / "out" / "old.txt"), "old");
+    EXPECT_TRUE(no_temp_left(fx.tmp.path()));
+    EXPECT_EXIT(interrupted_write(fx.tmp / "fresh", SIGTERM), ::testing::KilledBySignal(SIGTERM), "");
+    EXPECT_FALSE(fs::exists(fx.tmp / "fresh"));
+    EXPECT_TRUE(no_temp_left(fx.tmp.path()));
+    // Handlers are restored after a normal write: SIGINT is back to its default.
+    const Checkpoint input = Checkpoint::open(fx.in);
+    write_checkpoint(input, {}, fx.tmp / "done");
+    struct sigaction now {};
+    sigaction(SIGINT, nullptr, &now);
+    EXPECT_EQ(now.sa_handler, SIG_DFL);
 }
 
 TEST(IoCheckpointEdit, ValidationErrors) {
