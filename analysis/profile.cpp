@@ -92,8 +92,7 @@ Recorded record(const ProfileOptions& options, int threads) {
     if (!mc.n_expert_layer.empty())
         throw Error("profile", "'" + options.model_dir.string() + "' has different expert counts per layer (config field " +
                                    std::string(model::kExpertsPerLayerKey) + "); profile supports uniform models only for now");
-    model::CorpusOptions co{options.data, options.format, options.seq_len, options.max_tokens, options.add_eos, options.add_bos};
-    const model::Corpus corpus = model::load_corpus(ckpt, mc.vocab_size, co);
+    const model::Corpus corpus = model::load_corpus(ckpt, mc.vocab_size, options.corpus);
 
     Recorded out;
     RoutingTrace& t = out.trace;
@@ -162,7 +161,7 @@ Recorded record(const ProfileOptions& options, int threads) {
                   {"tokenization", corpus.tokenization},
                   {"files", std::move(domains)},
                   {"mpi_ranks", dist::size()}};
-    out.extra_params = {{"seq_len", corpus.seq_len}, {"max_tokens", options.max_tokens}, {"batch_tokens", options.batch_tokens}};
+    out.extra_params = {{"seq_len", corpus.seq_len}, {"max_tokens", options.corpus.max_tokens}, {"batch_tokens", options.batch_tokens}};
     out.source["routing"] = mc.routing.describe();
     return out;
 }

@@ -21,6 +21,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "model/corpus.h"
+
 #include "analysis/bootstrap.h"
 #include "analysis/trace.h"
 #include "io/dataset.h"
@@ -41,12 +43,7 @@ struct ProfileParams {
 struct ProfileOptions {
     // Source A: the model over data.
     std::filesystem::path model_dir;
-    std::vector<io::DataSource> data;
-    io::DataFormat format = io::DataFormat::automatic;
-    int64_t seq_len = 0;                // 0: min(512, max_position_embeddings)
-    int64_t max_tokens = 0;             // per domain; 0: all
-    bool add_eos = true;
-    std::optional<bool> add_bos;
+    model::CorpusOptions corpus;        // --data and how it becomes windows
     int64_t batch_tokens = 16384;
     int64_t logit_sample_stride = 0;    // 0: auto_logit_sample_stride()
     // Source B: saved traces (when non-empty, model_dir/data are not used).

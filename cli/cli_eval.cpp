@@ -49,9 +49,9 @@ int run_eval(const EvalCommand& command) {
 
     model::EvalOptions options;
     options.model_dir = command.model_dir;
-    options.data = io::parse_data_sources(command.data);
     if (!command.ref_dir.empty()) options.ref_dir = command.ref_dir;
-    apply_corpus_options(command.corpus, options);
+    options.corpus = corpus_options(command.corpus, command.data, "--data");
+    options.batch_tokens = command.corpus.batch_tokens;
     options.threads = command.common.threads;
     const bool tty = isatty(fileno(stderr)) != 0;
     if (tty)

@@ -96,9 +96,10 @@ int run_profile(const ProfileCommand& command) {
         require_directory(command.model_dir, "MODEL_DIR");
         if (command.data.empty()) throw Error("cli", "--data is required with MODEL_DIR");
         options.model_dir = command.model_dir;
-        options.data = io::parse_data_sources(command.data);
+        options.corpus = corpus_options(command.corpus, command.data, "--data");
     }
-    apply_corpus_options(command.corpus, options);
+    check_corpus_options(command.corpus);
+    options.batch_tokens = command.corpus.batch_tokens;
     options.logit_sample_stride = command.logit_sample_stride;
     options.params.segment_lengths = parse_int_list(command.segment_lengths, "--segment-lengths");
     options.params.cache_ratios = parse_int_list(command.cache_ratios, "--cache-ratios");

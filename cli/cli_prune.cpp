@@ -73,8 +73,8 @@ int run_prune(const PruneCommand& command) {
     options.dry_run = command.dry_run;
     options.force = command.force;
     options.seed = command.seed;
-    options.calib = io::parse_data_sources(command.calib);
-    apply_corpus_options(command.corpus, options);
+    options.calib = corpus_options(command.corpus, command.calib, "--calib");
+    options.batch_tokens = command.corpus.batch_tokens;
     options.naee_max_tokens = command.naee_max_tokens;
     options.naee_max_subsets = command.naee_max_subsets;
     options.threads = command.common.threads;

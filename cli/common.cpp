@@ -50,4 +50,17 @@ void check_corpus_options(const CorpusFlags& flags) {
     if (flags.batch_tokens < 1) throw Error("cli", "--batch-tokens must be positive (got " + std::to_string(flags.batch_tokens) + ")");
 }
 
+model::CorpusOptions corpus_options(const CorpusFlags& flags, const std::string& sources, const std::string& flag) {
+    check_corpus_options(flags);
+    model::CorpusOptions out;
+    out.data = io::parse_data_sources(sources);
+    out.format = io::parse_data_format(flags.format);
+    out.seq_len = flags.seq_len == -1 ? 0 : flags.seq_len;
+    out.max_tokens = flags.max_tokens;
+    out.add_eos = !flags.no_eos;
+    if (flags.bos != "auto") out.add_bos = flags.bos == "yes";
+    out.flag = flag;
+    return out;
+}
+
 }  // namespace moekit::cli

@@ -7,7 +7,7 @@
 
 #include <CLI/CLI.hpp>
 
-#include "io/dataset.h"
+#include "model/corpus.h"
 
 namespace moekit::cli {
 
@@ -36,18 +36,9 @@ struct CorpusFlags {
 void add_corpus_options(CLI::App& command, CorpusFlags& flags);
 // Errors ("cli") for out-of-range values, naming the flag.
 void check_corpus_options(const CorpusFlags& flags);
-// Copies the checked flags into a library options struct with the usual field names (format,
-// seq_len with 0 = default, max_tokens, add_eos, add_bos, batch_tokens).
-template <class LibraryOptions>
-void apply_corpus_options(const CorpusFlags& flags, LibraryOptions& options) {
-    check_corpus_options(flags);
-    options.format = io::parse_data_format(flags.format);
-    options.seq_len = flags.seq_len == -1 ? 0 : flags.seq_len;
-    options.max_tokens = flags.max_tokens;
-    options.add_eos = !flags.no_eos;
-    if (flags.bos != "auto") options.add_bos = flags.bos == "yes";
-    options.batch_tokens = flags.batch_tokens;
-}
+// The checked flags and the parsed data sources as the library's corpus options; `flag` names
+// the data flag in messages ("--data", "--calib").
+model::CorpusOptions corpus_options(const CorpusFlags& flags, const std::string& sources, const std::string& flag);
 
 // A reader-side existence check that names the flag ("MODEL_DIR 'x' does not exist").
 void require_directory(const std::string& path, const std::string& what);

@@ -88,10 +88,6 @@ double EvalReport::tokens_per_s() const { return eval_s > 0 ? static_cast<double
 
 EvalReport evaluate(const EvalOptions& options) {
     const auto t_start = std::chrono::steady_clock::now();
-    if (options.data.empty()) throw Error("eval", "no data files given (--data)");
-    if (options.seq_len != 0 && options.seq_len < 2)
-        throw Error("eval", "--seq-len must be at least 2 (got " + std::to_string(options.seq_len) + ")");
-    if (options.max_tokens < 0) throw Error("eval", "--max-tokens must not be negative");
     if (options.batch_tokens < 1 || options.chunk_rows < 1) throw Error("eval", "--batch-tokens must be positive");
 
     EvalReport report;
@@ -140,9 +136,8 @@ EvalReport evaluate(const EvalOptions& options) {
     }
 
     // Data: read and validate every file before any heavy work.
-    CorpusOptions corpus_options{options.data, options.format, options.seq_len, options.max_tokens, options.add_eos, options.add_bos};
-    const Corpus corpus = load_corpus(ckpt, mc.vocab_size, corpus_options);
-    report.options.seq_len = corpus.seq_len;
+    const Corpus corpus = load_corpus(ckpt, mc.vocab_size, options.corpus);
+    report.options.corpus.seq_len = corpus.seq_len;
     report.has_text = corpus.has_text;
     report.bos_id = corpus.bos_id;
     report.eos_id = corpus.eos_id;

@@ -32,18 +32,14 @@
 #include <nlohmann/json.hpp>
 
 #include "io/dataset.h"
+#include "model/corpus.h"
 
 namespace moekit::model {
 
 struct EvalOptions {
     std::filesystem::path model_dir;
-    std::vector<io::DataSource> data;
+    CorpusOptions corpus;                 // --data and how it becomes windows
     std::optional<std::filesystem::path> ref_dir;
-    io::DataFormat format = io::DataFormat::automatic;
-    int64_t seq_len = 0;                  // 0: min(512, config max_position_embeddings)
-    int64_t max_tokens = 0;               // per domain; 0: the whole stream
-    bool add_eos = true;                  // EOS after every text document (when the tokenizer has one)
-    std::optional<bool> add_bos;          // nullopt: tokenizer_config.json add_bos_token
     int64_t batch_tokens = 16384;         // ids per forward pass (at least one window)
     int64_t chunk_rows = 512;             // rows per vocabulary-projection chunk
     int threads = 0;                      // 0: all cores

@@ -84,15 +84,15 @@ nlohmann::ordered_json to_json(const EvalReport& report) {
     j["ok"] = true;
     j["command"] = "eval";
     nlohmann::ordered_json data = nlohmann::ordered_json::array();
-    for (const auto& s : o.data) data.push_back({{"domain", s.domain}, {"path", s.path.string()}});
+    for (const auto& s : o.corpus.data) data.push_back({{"domain", s.domain}, {"path", s.path.string()}});
     j["params"] = {{"model_dir", o.model_dir.string()},
                    {"ref_dir", o.ref_dir ? nlohmann::ordered_json(o.ref_dir->string()) : nlohmann::ordered_json(nullptr)},
                    {"data", data},
-                   {"format", io::format_name(o.format)},
-                   {"seq_len", o.seq_len},
-                   {"max_tokens", o.max_tokens},
-                   {"add_eos", o.add_eos},
-                   {"add_bos", o.add_bos ? nlohmann::ordered_json(*o.add_bos) : nlohmann::ordered_json("tokenizer_config")},
+                   {"format", io::format_name(o.corpus.format)},
+                   {"seq_len", o.corpus.seq_len},
+                   {"max_tokens", o.corpus.max_tokens},
+                   {"add_eos", o.corpus.add_eos},
+                   {"add_bos", o.corpus.add_bos ? nlohmann::ordered_json(*o.corpus.add_bos) : nlohmann::ordered_json("tokenizer_config")},
                    {"bos_id", report.bos_id ? nlohmann::ordered_json(*report.bos_id) : nlohmann::ordered_json(nullptr)},
                    {"eos_id", report.eos_id ? nlohmann::ordered_json(*report.eos_id) : nlohmann::ordered_json(nullptr)},
                    {"tokenization", report.tokenization},
@@ -123,7 +123,7 @@ std::string to_text(const EvalReport& report) {
     out << "Model:      " << o.model_dir.string() << " (" << report.display_name << ", " << report.n_layer << " layers, "
         << report.n_expert << " experts, top-" << report.n_expert_used << ")\n";
     if (report.has_ref) out << "Reference:  " << o.ref_dir->string() << " (" << report.ref_n_expert << " experts)\n";
-    out << "Windows:    seq_len " << o.seq_len << (o.max_tokens ? ", first " + std::to_string(o.max_tokens) + " tokens per domain" : "")
+    out << "Windows:    seq_len " << o.corpus.seq_len << (o.corpus.max_tokens ? ", first " + std::to_string(o.corpus.max_tokens) + " tokens per domain" : "")
         << "\nTokens:     " << report.tokenization << "\n\n";
 
     std::vector<const DomainResult*> rows;

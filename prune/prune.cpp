@@ -97,7 +97,7 @@ PruneResult prune(const PruneOptions& options) {
         throw Error("prune", "--naee-max-tokens must be at least 2 and --naee-max-subsets positive");
     if (res.method == Method::naee && res.plan_options.budget == Budget::global)
         throw Error("prune", "NAEE chooses a subset per layer and has no global score scale; use --budget uniform");
-    if (options.calib.empty()) throw Error("prune", "no calibration data given (--calib FILE[,FILE...])");
+    if (options.calib.data.empty()) throw Error("prune", "no calibration data given (--calib FILE[,FILE...])");
     res.threads = options.threads > 0 ? options.threads : std::max(1, omp_get_max_threads());
 
     const io::Checkpoint ckpt = io::Checkpoint::open(options.model_dir);
@@ -114,7 +114,7 @@ PruneResult prune(const PruneOptions& options) {
 
     // Calibration: every window once, routed tokens only.
     auto t = std::chrono::steady_clock::now();
-    model::CorpusOptions co{options.calib, options.format, options.seq_len, options.max_tokens, options.add_eos, options.add_bos};
+    model::CorpusOptions co = options.calib;
     co.flag = "--calib";
     const model::Corpus corpus = model::load_corpus(ckpt, mc.vocab_size, co);
     res.seq_len = corpus.seq_len;

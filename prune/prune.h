@@ -25,6 +25,7 @@
 
 #include "io/checkpoint_edit.h"
 #include "io/dataset.h"
+#include "model/corpus.h"
 #include "prune/edit.h"
 #include "prune/naee.h"
 #include "prune/plan.h"
@@ -44,12 +45,7 @@ struct PruneOptions {
     bool force = false;                   // replace an existing out_dir
     uint64_t seed = 0;                    // random method
     // Calibration data (same formats and tokenization as `moekit eval --data`).
-    std::vector<io::DataSource> calib;
-    io::DataFormat format = io::DataFormat::automatic;
-    int64_t seq_len = 0;                  // 0: min(512, max_position_embeddings)
-    int64_t max_tokens = 0;               // per domain; 0: all
-    bool add_eos = true;
-    std::optional<bool> add_bos;
+    model::CorpusOptions calib;           // its flag is named "--calib" in messages
     int64_t batch_tokens = 16384;
     // NAEE.
     int64_t naee_max_tokens = 2048;

@@ -86,8 +86,8 @@ TEST(Eval, GoldenPerplexity) {
     const auto g = golden();
     EvalOptions o;
     o.model_dir = kDemo;
-    o.data = golden_sources(tmp, g);
-    o.seq_len = 256;
+    o.corpus.data = golden_sources(tmp, g);
+    o.corpus.seq_len = 256;
     const EvalReport r = evaluate(o);
     ASSERT_EQ(r.domains.size(), 8u);
     for (const auto& d : r.domains) {
@@ -110,8 +110,8 @@ TEST(Eval, DefaultSeqLenFollowsMaxPositions) {
     TempDir tmp;
     EvalOptions o;
     o.model_dir = kDemo;
-    o.data = golden_sources(tmp, golden(), 1);
-    EXPECT_EQ(evaluate(o).options.seq_len, 256);  // demo: max_position_embeddings 256 < 512
+    o.corpus.data = golden_sources(tmp, golden(), 1);
+    EXPECT_EQ(evaluate(o).options.corpus.seq_len, 256);  // demo: max_position_embeddings 256 < 512
 }
 
 TEST(Eval, PartialWindowsBatchesAndChunksDoNotChangeResults) {
@@ -119,9 +119,9 @@ TEST(Eval, PartialWindowsBatchesAndChunksDoNotChangeResults) {
     auto ids = golden_ids();
     EvalOptions o;
     o.model_dir = kDemo;
-    o.seq_len = 256;
+    o.corpus.seq_len = 256;
     // 600 ids: windows 256 + 256 + 88 (88 scored 87); 513 ids: the trailing single id is dropped.
-    o.data = {{"a", write_ids(tmp, "a.bin", std::vector<int32_t>(ids.begin(), ids.begin() + 600))},
+    o.corpus.data = {{"a", write_ids(tmp, "a.bin", std::vector<int32_t>(ids.begin(), ids.begin() + 600))},
               {"b", write_ids(tmp, "b.bin", std::vector<int32_t>(ids.begin(), ids.begin() + 513))}};
     const EvalReport base = evaluate(o);
     EXPECT_EQ(base.domains[0].windows, 3);
@@ -129,11 +129,11 @@ TEST(Eval, PartialWindowsBatchesAndChunksDoNotChangeResults) {
     EXPECT_EQ(base.domains[1].windows, 2);
     EXPECT_EQ(base.domains[1].scored, 510);
     // the first 512 ids of both domains are the same windows
-    o.max_tokens = 512;
+    o.corpus.max_tokens = 512;
     const EvalReport cut = evaluate(o);
     EXPECT_NEAR(cut.domains[0].nll_sum, cut.domains[1].nll_sum, 1e-7 * cut.domains[0].nll_sum);
     EXPECT_TRUE(cut.domains[0].tokens_available == 600 && cut.domains[0].tokens == 512);
-    o.max_tokens = 0;
+    o.corpus.max_tokens = 0;
     o.batch_tokens = 100;  // one window per forward pass
     o.chunk_rows = 7;
     const EvalReport small = evaluate(o);
@@ -146,8 +146,8 @@ TEST(Eval, ReferenceAgainstItself) {
     EvalOptions o;
     o.model_dir = kDemo;
     o.ref_dir = kDemo;
-    o.data = golden_sources(tmp, golden(), 2);
-    o.seq_len = 256;
+    o.corpus.data = golden_sources(tmp, golden(), 2);
+    o.corpus.seq_len = 256;
     const EvalReport r = evaluate(o);
     ASSERT_TRUE(r.has_ref && r.routing_available);
     for (const DomainResult* d : {&r.domains[0], &r.domains[1], &r.total}) {
@@ -175,14 +175,14 @@ TEST(Eval, VocabularyMismatchWithReference) {
     EvalOptions o;
     o.model_dir = kDemo;
     o.ref_dir = other;
-    o.data = golden_sources(tmp, golden(), 1);
+    o.corpus.data = golden_sources(tmp, golden(), 1);
     const std::string msg = error_of(o);
     EXPECT_NE(msg.find("vocabulary mismatch"), std::string::npos) << msg;
     EXPECT_NE(msg.find("4000"), std::string::npos) << msg;
     // an id >= 4000 is outside the smaller model's vocabulary
     o.model_dir = other;
     o.ref_dir.reset();
-    o.data = {{"x", write_ids(tmp, "hi.bin", {1, 4050, 2})}};
+    o.corpus.data = {{"x", write_ids(tmp, "hi.bin", {1, 4050, 2})}};
     const std::string msg2 = error_of(o);
     EXPECT_NE(msg2.find("[data]"), std::string::npos) << msg2;
     EXPECT_NE(msg2.find("outside the model's vocabulary"), std::string::npos) << msg2;
@@ -192,16 +192,16 @@ TEST(Eval, InputErrors) {
     TempDir tmp;
     EvalOptions o;
     o.model_dir = kDemo;
-    o.data = {{"x", tmp.path() / "missing.txt"}};
+    o.corpus.data = {{"x", tmp.path() / "missing.txt"}};
     EXPECT_NE(error_of(o).find("missing.txt' does not exist"), std::string::npos) << error_of(o);
-    o.data = {{"x", write_ids(tmp, "one.bin", {5})}};
+    o.corpus.data = {{"x", write_ids(tmp, "one.bin", {5})}};
     EXPECT_NE(error_of(o).find("at least 2"), std::string::npos) << error_of(o);
-    o.data = {{"x", write_ids(tmp, "big.bin", {5, 4096, 7})}};
+    o.corpus.data = {{"x", write_ids(tmp, "big.bin", {5, 4096, 7})}};
     EXPECT_NE(error_of(o).find("token id 4096 at position 1"), std::string::npos) << error_of(o);
-    o.seq_len = 1;
+    o.corpus.seq_len = 1;
     EXPECT_NE(error_of(o).find("--seq-len"), std::string::npos);
-    o.seq_len = 0;
-    o.data.clear();
+    o.corpus.seq_len = 0;
+    o.corpus.data.clear();
     EXPECT_NE(error_of(o).find("no data"), std::string::npos);
 }
 

@@ -209,9 +209,9 @@ PruneOptions options_for(const fs::path& model, const fs::path& out) {
     o.model_dir = model;
     o.out_dir = out;
     o.keep = "0.5";
-    o.calib = {{"en", kCorpus / "en.txt"}};
-    o.max_tokens = 256;
-    o.seq_len = 64;
+    o.calib.data = {{"en", kCorpus / "en.txt"}};
+    o.calib.max_tokens = 256;
+    o.calib.seq_len = 64;
     o.threads = 1;
     return o;
 }
@@ -279,10 +279,10 @@ TEST(PruneDriver, DryRunAndRefusalsWriteNothing) {
     b.method = "magic";
     refused(b, "unknown method 'magic'");
     b = options_for(kFixtures / "olmoe", out);
-    b.calib = {{"x", tmp / "missing.txt"}};
+    b.calib.data = {{"x", tmp / "missing.txt"}};
     refused(b, "missing.txt' does not exist");
     moekit::test::write_all(tmp.path().parent_path() / "moekit-prune-empty.txt", "");
-    b.calib = {{"x", tmp.path().parent_path() / "moekit-prune-empty.txt"}};
+    b.calib.data = {{"x", tmp.path().parent_path() / "moekit-prune-empty.txt"}};
     refused(b, "is empty");
     fs::remove(tmp.path().parent_path() / "moekit-prune-empty.txt");
     b = options_for(kFixtures / "olmoe", out);
