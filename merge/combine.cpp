@@ -1,9 +1,8 @@
 // Expert alignment and weight merging (merge/combine.h).
 #include "merge/combine.h"
 
-#include <Eigen/SVD>
-
 #include "core/error.h"
+#include "core/linalg.h"
 #include "merge/assignment.h"
 
 namespace moekit::merge {
@@ -49,14 +48,13 @@ model::Matrix joint_svd_merge(const std::vector<model::Matrix>& mats, const std:
     const Eigen::Index out = mats[0].rows(), in = mats[0].cols(), n = static_cast<Eigen::Index>(mats.size());
     Eigen::MatrixXd cat(out, n * in);
     for (Eigen::Index i = 0; i < n; ++i) cat.middleCols(i * in, in) = mats[static_cast<size_t>(i)].cast<double>();
-    const Eigen::BDCSVD<Eigen::MatrixXd> svd(cat, Eigen::ComputeThinU | Eigen::ComputeThinV);
-    const Eigen::Index full = svd.singularValues().size();
+    const core::Svd<double> svd = core::svd(cat);  // LAPACK gesdd
+    const Eigen::Index full = svd.s.size();
     const Eigen::Index r = rank <= 0 ? full : std::min<Eigen::Index>(rank, full);
     // sum_i w_i V_i with V_i = (V^T)[:, i*in : (i+1)*in], first r rows.
     Eigen::MatrixXd vsum = Eigen::MatrixXd::Zero(r, in);
-    const Eigen::MatrixXd vt = svd.matrixV().leftCols(r).transpose();
-    for (Eigen::Index i = 0; i < n; ++i) vsum += w[static_cast<size_t>(i)] * vt.middleCols(i * in, in);
-    const Eigen::MatrixXd merged = svd.matrixU().leftCols(r) * svd.singularValues().head(r).asDiagonal() * vsum;
+    for (Eigen::Index i = 0; i < n; ++i) vsum += w[static_cast<size_t>(i)] * svd.vt.block(0, i * in, r, in);
+    const Eigen::MatrixXd merged = svd.u.leftCols(r) * svd.s.head(r).asDiagonal() * vsum;
     return merged.cast<float>();
 }
 

@@ -1,10 +1,10 @@
 // Router mean / refit and routing agreement (merge/router.h).
 #include "merge/router.h"
 
-#include <Eigen/Cholesky>
 #include <cmath>
 
 #include "core/error.h"
+#include "core/linalg.h"
 #include "model/moe.h"
 
 namespace moekit::merge {
@@ -45,17 +45,21 @@ model::Matrix refit_router(const model::Matrix& x, const model::Matrix& logits, 
         xty.noalias() += xb.transpose() * y;
     }
     const double lambda = std::max(1e-12, 1e-6 * xtx.trace() / static_cast<double>(d));
-    Eigen::MatrixXd a = xtx;
-    a.diagonal().array() += lambda;
-    const Eigen::LDLT<Eigen::MatrixXd> ldlt(a);
+    // (X^T X + lambda I) w = X^T y + lambda mean, all groups at once: Cholesky (LAPACK potrf) and
+    // two triangular solves.
+    core::MatrixC<double> chol = xtx;
+    chol.diagonal().array() += lambda;
+    if (!core::cholesky_lower(chol))
+        throw InternalError("merge", "router refit: the regularized normal matrix is not positive definite");
+    core::MatrixC<double> rhs = xty;
+    for (size_t g = 0; g < groups.size(); ++g)
+        rhs.col(static_cast<Eigen::Index>(g)) += lambda * mean.row(static_cast<Eigen::Index>(g)).transpose().cast<double>();
+    core::solve_triangular(chol, rhs, core::TriangularSolve{true, false, true});
+    core::solve_triangular(chol, rhs, core::TriangularSolve{true, true, true});
     for (size_t g = 0; g < groups.size(); ++g) {
         const auto G = static_cast<Eigen::Index>(g);
-        if (groups[g].size() == 1) {
-            out.row(G) = router.row(groups[g][0]);
-            continue;
-        }
-        const Eigen::VectorXd rhs = xty.col(G) + lambda * mean.row(G).transpose().cast<double>();
-        out.row(G) = ldlt.solve(rhs).transpose().cast<float>();
+        if (groups[g].size() == 1) out.row(G) = router.row(groups[g][0]);
+        else out.row(G) = rhs.col(G).transpose().cast<float>();
     }
     return out;
 }
