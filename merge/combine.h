@@ -7,7 +7,7 @@
 //    when no member received a token);
 //  * Sub-MoE joint SVD: [W_1 ... W_n] (along the input dim) = U S V^T, V^T split into column
 //    blocks V_i, W = U_r S_r (sum_i f^_i V_i,r) keeping the top r singular values (r = 0: all,
-//    which equals the weighted average exactly).
+//    which equals the weighted average exactly; merge/edit.cpp then skips the SVD).
 #pragma once
 
 #include <cstdint>

@@ -90,12 +90,27 @@ model::Matrix merged_projection(const io::Checkpoint& ckpt, const model::ArchSpe
     const auto& members = lm.groups[g];
     std::vector<model::Matrix> mats;
     for (size_t i = 0; i < members.size(); ++i) {
-        ExpertWeights e = read_expert(ckpt, arch, lm.layer, members[i]);
-        if (g < lm.perms.size() && i < lm.perms[g].size() && !lm.perms[g][i].empty()) e = permute_neurons(e, lm.perms[g][i]);
-        mats.push_back(std::move(which == 0 ? e.gate : which == 1 ? e.up : e.down));
+        const model::ExpertTensorNames names = arch.expert_tensors(lm.layer, members[i]);
+        const model::Matrix m = read_matrix(ckpt, which == 0 ? names.gate : which == 1 ? names.up : names.down);
+        const std::vector<int64_t>* perm = g < lm.perms.size() && i < lm.perms[g].size() && !lm.perms[g][i].empty() ? &lm.perms[g][i] : nullptr;
+        if (!perm) {
+            mats.push_back(m);
+            continue;
+        }
+        // Neuron a of the merged expert is neuron perm[a] of the member: gate/up rows, down columns.
+        model::Matrix p(m.rows(), m.cols());
+        for (size_t a = 0; a < perm->size(); ++a) {
+            if (which == 2) p.col(static_cast<Eigen::Index>(a)) = m.col((*perm)[a]);
+            else p.row(static_cast<Eigen::Index>(a)) = m.row((*perm)[a]);
+        }
+        mats.push_back(std::move(p));
     }
     const auto& w = lm.weights[g];
-    return lm.joint_svd ? joint_svd_merge(mats, w, lm.svd_rank) : weighted_sum(mats, w);
+    // At full rank U S V_i = W_i, so the joint SVD merge is exactly the weighted average
+    // (tests/unit/test_merge_combine.cpp checks the identity): only a rank cut needs the SVD.
+    const int64_t full = std::min<int64_t>(mats[0].rows(), mats[0].cols() * static_cast<int64_t>(mats.size()));
+    if (lm.joint_svd && lm.svd_rank > 0 && lm.svd_rank < full) return joint_svd_merge(mats, w, lm.svd_rank);
+    return weighted_sum(mats, w);
 }
 
 ExpertWeights merged_expert(const io::Checkpoint& ckpt, const model::ArchSpec& arch, const LayerMerge& lm, size_t g) {

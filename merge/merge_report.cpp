@@ -47,7 +47,7 @@ Json conventions(const MergeResult& r) {
     }
     c["merge"] = r.method == Method::sub_moe
                      ? "joint SVD per projection: [W_1 ... W_n] (input dim) = U S V^T, W = U_r S_r sum_i f^_i V_i (r = svd_rank, "
-                       "0 = full rank, which equals the weighted average)"
+                       "0 = full rank, which equals the weighted average exactly and is computed as that)"
                      : "frequency-weighted average per projection W = sum_i f^_i W_i";
     c["alignment"] = r.options.align ? "each member's intermediate neurons permuted to the group's most frequent member (ties: lower "
                                        "index) by the linear assignment maximizing the summed inner products of gate rows, up rows "

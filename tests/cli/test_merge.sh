@@ -119,6 +119,8 @@ grep -q '"router": "mean"' "$out/moekit.json" || fail "--force did not replace t
 for m in m-smoe hc-smoe sub-moe; do
   expect 0 "Dry run" -- merge "$demo" --calib "$calib" --max-tokens 256 --seq-len 128 --experts 12 --method "$m" --sample-tokens 128 --dry-run
 done
-expect 0 "Dry run" -- merge "$demo" --calib "$calib" --max-tokens 256 --seq-len 128 --experts 12 --method sub-moe --svd-rank 32 --no-align --sample-tokens 128 --dry-run
+# a rank-cut joint SVD merge (the only path that runs the SVD) writes a checkpoint moekit evaluates
+expect 0 "Wrote" -- merge "$demo" --calib "$calib" --max-tokens 256 --seq-len 128 --experts 12 --method sub-moe --svd-rank 32 --no-align --sample-tokens 128 -o "$tmp/work/svd"
+expect 0 "ppl" -- eval "$tmp/work/svd" --data "$eval_en" --max-tokens 256 --ref "$demo"
 
 finish
