@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <exception>
 #include <fstream>
 #include <iterator>
 
@@ -238,21 +239,37 @@ MergeResult merge(const MergeOptions& options) {
             for (int64_t e : grp)
                 if (freq[static_cast<size_t>(e)] > freq[static_cast<size_t>(ref)]) ref = e;
             lm.reference.push_back(ref);
-            std::vector<std::vector<int64_t>> perms(grp.size());
-            double before = 0, after = 0;
-            if (options.align && grp.size() > 1) {
-                const ExpertWeights rw = read_expert(ckpt, arch, il, ref);
-                for (size_t i = 0; i < grp.size(); ++i) {
-                    if (grp[i] == ref) continue;
-                    const ExpertWeights mw = read_expert(ckpt, arch, il, grp[i]);
-                    perms[i] = align_permutation(rw, mw);
-                    before += distance(rw, mw);
-                    after += distance(rw, permute_neurons(mw, perms[i]));
-                }
-            }
-            rep.align_gain.push_back(before > 0 ? after / before : 1.0);
-            lm.perms.push_back(std::move(perms));
+            lm.perms.emplace_back(grp.size());
         }
+        // Alignment: one linear assignment per non-reference member, in parallel over members.
+        std::vector<std::pair<size_t, size_t>> tasks;  // (group, member)
+        if (options.align)
+            for (size_t g = 0; g < lm.groups.size(); ++g)
+                for (size_t i = 0; i < lm.groups[g].size(); ++i)
+                    if (lm.groups[g].size() > 1 && lm.groups[g][i] != lm.reference[g]) tasks.emplace_back(g, i);
+        std::vector<double> before(lm.groups.size(), 0.0), after(lm.groups.size(), 0.0);
+        std::vector<double> task_before(tasks.size()), task_after(tasks.size());
+        std::exception_ptr failure;
+#pragma omp parallel for schedule(dynamic) num_threads(res.threads)
+        for (size_t ti = 0; ti < tasks.size(); ++ti) {
+            try {
+                const auto [g, i] = tasks[ti];
+                const ExpertWeights rw = read_expert(ckpt, arch, il, lm.reference[g]);
+                const ExpertWeights mw = read_expert(ckpt, arch, il, lm.groups[g][i]);
+                lm.perms[g][i] = align_permutation(rw, mw);
+                task_before[ti] = distance(rw, mw);
+                task_after[ti] = distance(rw, permute_neurons(mw, lm.perms[g][i]));
+            } catch (...) {
+#pragma omp critical(merge_align_failure)
+                if (!failure) failure = std::current_exception();
+            }
+        }
+        if (failure) std::rethrow_exception(failure);
+        for (size_t ti = 0; ti < tasks.size(); ++ti) {
+            before[tasks[ti].first] += task_before[ti];
+            after[tasks[ti].first] += task_after[ti];
+        }
+        for (size_t g = 0; g < lm.groups.size(); ++g) rep.align_gain.push_back(before[g] > 0 ? after[g] / before[g] : 1.0);
         lm.joint_svd = res.method == Method::sub_moe;
         lm.svd_rank = options.svd_rank;
         // Router.
