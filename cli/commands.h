@@ -68,4 +68,23 @@ struct PruneCommand {
 CLI::App* add_prune(CLI::App& app, PruneCommand& command);
 int run_prune(const PruneCommand& command);
 
+struct MergeCommand {
+    CommonOptions common;
+    std::string model_dir;
+    std::string output;
+    std::string method = "m-smoe";
+    std::string experts;              // count (8) or ratio (0.5)
+    std::string calib;                // FILE[,FILE...] or DOMAIN=FILE[,...]
+    std::string router = "refit";
+    bool align = true;
+    int64_t svd_rank = 0;
+    int64_t sample_tokens = 2048;
+    uint64_t seed = 0;
+    bool dry_run = false;
+    bool force = false;
+    CorpusFlags corpus;
+};
+CLI::App* add_merge(CLI::App& app, MergeCommand& command);
+int run_merge(const MergeCommand& command);
+
 }  // namespace moekit::cli
