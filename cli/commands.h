@@ -68,4 +68,19 @@ struct PruneCommand {
 CLI::App* add_prune(CLI::App& app, PruneCommand& command);
 int run_prune(const PruneCommand& command);
 
+struct SvdCommand {
+    CommonOptions common;
+    std::string model_dir;
+    std::string output;
+    std::string method = "svd-llm";
+    double ratio = 0.0;
+    std::string format = "dense";
+    std::string calib;                // FILE[,FILE...] or DOMAIN=FILE[,...]
+    bool dry_run = false;
+    bool force = false;
+    CorpusFlags corpus;
+};
+CLI::App* add_svd(CLI::App& app, SvdCommand& command);
+int run_svd(const SvdCommand& command);
+
 }  // namespace moekit::cli
