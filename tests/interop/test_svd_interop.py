@@ -13,7 +13,7 @@ calibration text) in both formats, then:
    checkpoint through its two-GEMM path (1e-4 relative), on every dtype;
 3. factored vs dense, both in moekit's engine: 1e-4 relative where the checkpoint is fp32 (in
    bf16/f16 the dense format rounds the product A B to the dtype, so the difference is that
-   rounding; it is printed, and bounded by 3e-2 relative);
+   rounding; it is printed, and bounded by 3e-3 relative);
 4. the factored dense-equivalent is not the original (something was compressed).
 Plus d2-moe (factored and dense) on olmoe through the same checks.
 
@@ -181,7 +181,7 @@ try:
         got_fact = logits_moekit(fact, ids, tmp)
         r2 = compare(f"{tag}: factored engine == transformers on numpy's A B", got_fact, want_fact, 1e-4)
         fp32 = all(t.dtype == torch.float32 for t in a.values() if t.is_floating_point())
-        r3 = compare(f"{tag}: factored engine == dense engine", got_fact, got_dense, 1e-4 if fp32 else 3e-2)
+        r3 = compare(f"{tag}: factored engine == dense engine", got_fact, got_dense, 1e-4 if fp32 else 3e-3)
         orig = logits_moekit(src, ids, tmp)
         check(f"{tag}: compression changed the logits", float(np.abs(orig - got_dense).max()) > 1e-6 * float(np.abs(orig).max()))
         print(f"  {tag:22s} rel. diff: dense moekit/transformers {r1:.1e}, factored/numpy-rebuilt {r2:.1e}, "
