@@ -43,8 +43,9 @@ void CalibObserver::on_expert(const model::ExpertEvent& ev) {
         st.h_in = MatrixD::Zero(d, d);
         st.h_mid = MatrixD::Zero(f, f);
     }
-    st.h_in.selfadjointView<Eigen::Lower>().rankUpdate(x.transpose());
-    st.h_mid.selfadjointView<Eigen::Lower>().rankUpdate(a.transpose());
+    // Full products (BLAS dgemm) rather than Eigen's own rank update: several times faster here.
+    st.h_in.noalias() += x.transpose() * x;
+    st.h_mid.noalias() += a.transpose() * a;
     st.tokens += n;
 }
 
