@@ -118,17 +118,20 @@ std::vector<LayerFactors> compress(const io::Checkpoint& ckpt, const model::Arch
                 const ExpertStats* st = lc ? &lc->experts[static_cast<size_t>(ie)] : nullptr;
                 const bool whiten = method != Method::plain && st && st->tokens > 0;
                 ef.fallback = method != Method::plain && !whiten;
+                Whitening wh_in, wh_mid;  // gate and up share the expert input's whitening
+                if (whiten) {
+                    MatrixD h = st->h_in.selfadjointView<Eigen::Lower>();
+                    h /= static_cast<double>(st->tokens);
+                    wh_in = whitening(h);
+                    h = st->h_mid.selfadjointView<Eigen::Lower>();
+                    h /= static_cast<double>(st->tokens);
+                    wh_mid = whitening(h);
+                }
                 for (int p = 0; p < 3; ++p) {
                     MatrixD w = read_matrix(ckpt, proj_tensor(names, p));
                     if (method == Method::d2_moe) w -= from_row_major(lf.base[p], w.rows(), w.cols());
-                    MatrixD h;
-                    if (whiten) {
-                        const MatrixD& sum = p == 2 ? st->h_mid : st->h_in;
-                        h = sum.selfadjointView<Eigen::Lower>();
-                        h /= static_cast<double>(st->tokens);
-                    }
                     const int64_t r = method_rank(method, w.rows(), w.cols(), E, ratio);
-                    const LowRank lr = factorize(w, whiten ? &h : nullptr, r);
+                    const LowRank lr = factorize_with(w, whiten ? (p == 2 ? &wh_mid : &wh_in) : nullptr, r);
                     ef.shift = std::max(ef.shift, lr.shift);
                     tails[static_cast<size_t>(ie * 3 + p)] = lr.tail_energy;
                     Factors& f = ef.proj[p];

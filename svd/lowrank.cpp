@@ -30,33 +30,44 @@ void truncate(const MatrixD& m, int64_t rank, LowRank& out, MatrixD& bt) {
 
 }  // namespace
 
+Whitening whitening(const MatrixD& h) {
+    if (h.rows() != h.cols()) throw InternalError("svd", "H is not square");
+    Whitening wh;
+    wh.s = h;
+    if (core::cholesky_lower(wh.s)) return wh;
+    // Singular or indefinite (fewer routed tokens than inputs, dead features): shift the spectrum
+    // so the smallest eigenvalue becomes 1e-6.
+    wh.shift = -core::eigh(h).values.minCoeff() + 1e-6;
+    wh.s = h;
+    wh.s.diagonal().array() += wh.shift;
+    if (!core::cholesky_lower(wh.s))
+        throw InternalError("svd", "H is not positive definite even after shifting it by " + std::to_string(wh.shift));
+    return wh;
+}
+
 LowRank factorize(const MatrixD& w, const MatrixD* h, int64_t rank) {
+    if (!h) return factorize_with(w, nullptr, rank);
+    const Whitening wh = whitening(*h);
+    return factorize_with(w, &wh, rank);
+}
+
+LowRank factorize_with(const MatrixD& w, const Whitening* wh, int64_t rank) {
     LowRank out;
     const int64_t n = w.cols();
     rank = std::clamp<int64_t>(rank, 1, std::min<int64_t>(w.rows(), n));
-    if (!h) {
+    if (!wh) {
         truncate(w, rank, out, out.b);
         return out;
     }
-    if (h->rows() != n || h->cols() != n)
-        throw InternalError("svd", "H is " + std::to_string(h->rows()) + " x " + std::to_string(h->cols()) +
-                            ", expected " + std::to_string(n) + " x " + std::to_string(n));
+    if (wh->s.rows() != n || wh->s.cols() != n)
+        throw InternalError("svd", "whitening is " + std::to_string(wh->s.rows()) + " x " + std::to_string(wh->s.cols()) +
+                                       ", expected " + std::to_string(n) + " x " + std::to_string(n));
     out.whitened = true;
-    // S = chol(H); when H is singular or indefinite (fewer tokens than inputs, dead features),
-    // shift its spectrum so the smallest eigenvalue becomes 1e-6.
-    MatrixD s = *h;
-    if (!core::cholesky_lower(s)) {
-        const double lambda_min = core::eigh(*h).values.minCoeff();
-        out.shift = -lambda_min + 1e-6;
-        s = *h;
-        s.diagonal().array() += out.shift;
-        if (!core::cholesky_lower(s))
-            throw InternalError("svd", "H is not positive definite even after shifting it by " + std::to_string(out.shift));
-    }
-    MatrixD ws = w * s.triangularView<Eigen::Lower>();
+    out.shift = wh->shift;
+    const MatrixD ws = w * wh->s;  // S's strict upper triangle is zero: a plain (BLAS) product
     truncate(ws, rank, out, out.b);  // out.b = Σ_r^{1/2} V_rᵀ for now
     // B = Σ_r^{1/2} V_rᵀ S⁻¹: solve X S = Σ_r^{1/2} V_rᵀ (S lower triangular, from the right).
-    core::solve_triangular(s, out.b, core::TriangularSolve{true, false, false});
+    core::solve_triangular(wh->s, out.b, core::TriangularSolve{true, false, false});
     return out;
 }
 

@@ -31,9 +31,20 @@ struct LowRank {
 // [1, min(m, n)].
 int64_t rank_for_ratio(int64_t m, int64_t n, double ratio);
 
+// The whitening of inputs with second moment H: S = chol(H) (lower), or chol(H + shift I) with
+// shift = −λ_min + 1e-6 when H is not positive definite. Computed once per input statistics and
+// shared by the projections that see the same inputs (gate and up).
+struct Whitening {
+    MatrixD s;                 // [n, n] lower triangular, strict upper triangle zero
+    double shift = 0.0;
+};
+Whitening whitening(const MatrixD& h);
+
 // Factorizes W at `rank` (clamped to min(m, n)); `h` = nullptr gives plain SVD. `h` must be
 // symmetric [n, n]; it is normalized by nothing here (callers pass the mean, see above).
 LowRank factorize(const MatrixD& w, const MatrixD* h, int64_t rank);
+// The same with a precomputed whitening (nullptr: plain SVD).
+LowRank factorize_with(const MatrixD& w, const Whitening* wh, int64_t rank);
 
 // ‖(W − A B) X‖_F² / N for the inputs whose second moment is H = XᵀX / N: tr((W−AB) H (W−AB)ᵀ).
 double weighted_error(const MatrixD& w, const LowRank& f, const MatrixD& h);

@@ -1,7 +1,8 @@
-// `moekit svd` through the library on the demo model: the CalibObserver's statistics against a
-// brute-force sum over the engine's routed inputs, and the factored checkpoint in moekit's engine
-// against the dense one (same hidden states up to bf16 rounding of the dense product, and less
-// peak fp32 weight memory: the factors are applied, never reconstructed).
+// `moekit svd` through the library: the CalibObserver's statistics against a brute-force sum over
+// the engine's routed inputs (demo model), and the factored checkpoint in moekit's engine against
+// the dense one (bf16 Qwen2-MoE fixture, which has a shared expert: same hidden states up to the
+// bf16 rounding of the dense product, and less peak fp32 weight memory: the factors are applied,
+// never reconstructed).
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -17,11 +18,12 @@ namespace {
 
 const std::filesystem::path kRoot = std::filesystem::path(MOEKIT_TEST_DATA) / "..";
 const std::filesystem::path kDemo = kRoot / "assets" / "demo-moe";
+const std::filesystem::path kQwen2 = std::filesystem::path(MOEKIT_TEST_DATA) / "fixtures" / "qwen2_moe";
 
-std::vector<std::vector<int32_t>> sequences() {
+std::vector<std::vector<int32_t>> sequences(int32_t vocab) {
     std::vector<std::vector<int32_t>> s(3, std::vector<int32_t>(40));
     for (size_t i = 0; i < s.size(); ++i)
-        for (size_t t = 0; t < s[i].size(); ++t) s[i][t] = static_cast<int32_t>((i * 977 + t * 131 + 7) % 4096);
+        for (size_t t = 0; t < s[i].size(); ++t) s[i][t] = static_cast<int32_t>((i * 977 + t * 131 + 7) % vocab);
     return s;
 }
 
@@ -47,7 +49,7 @@ TEST(SvdEngine, CalibStatisticsBruteForce) {
     CalibObserver calib(ckpt, engine.arch(), mc);
     Capture cap(2, mc.n_expert);
     model::Observer* const obs[] = {&calib, &cap};
-    engine.forward_hidden(sequences(), obs);
+    engine.forward_hidden(sequences(4096), obs);
     const LayerCalib& lc = calib.layers().at(2);
     ASSERT_EQ(lc.layer, 2);
     int64_t checked = 0;
@@ -72,11 +74,11 @@ TEST(SvdEngine, FactoredRunsLikeDenseWithLessWeightMemory) {
     test::TempDir dir("svd-engine");
     for (const char* method : {"svd-llm", "d2-moe"}) {
         SvdOptions o;
-        o.model_dir = kDemo;
+        o.model_dir = kQwen2;
         o.method = method;
         o.ratio = 0.3;
         o.calib.data = io::parse_data_sources((kRoot / "assets" / "corpus" / "train" / "en.txt").string());
-        o.calib.max_tokens = 256;
+        o.calib.max_tokens = 512;
         o.calib.seq_len = 64;
         o.out_dir = dir / (std::string(method) + "-dense");
         const SvdResult dense = svd(o);
@@ -84,14 +86,17 @@ TEST(SvdEngine, FactoredRunsLikeDenseWithLessWeightMemory) {
         o.out_dir = dir / (std::string(method) + "-factored");
         const SvdResult fact = svd(o);
         EXPECT_LT(fact.output_tensor_bytes, dense.output_tensor_bytes);
-        EXPECT_NEAR(static_cast<double>(fact.kept_params) / static_cast<double>(fact.expert_params), 0.3, 0.02);
+        // Kept fraction: at most the ratio, less by the floor of the rank (rank 3 of [16, 32] experts).
+        const double kept = static_cast<double>(fact.kept_params) / static_cast<double>(fact.expert_params);
+        EXPECT_LE(kept, 0.3);
+        EXPECT_GT(kept, 0.15);
 
         const io::Checkpoint cd = io::Checkpoint::open(dir / (std::string(method) + "-dense"));
         const io::Checkpoint cf = io::Checkpoint::open(dir / (std::string(method) + "-factored"));
         const model::Engine ed(cd), ef(cf);
         ASSERT_TRUE(ef.config().lowrank_factored);
         EXPECT_EQ(ef.config().lowrank_base, std::string(method) == "d2-moe");
-        const model::Matrix hd = ed.forward_hidden(sequences()), hf = ef.forward_hidden(sequences());
+        const model::Matrix hd = ed.forward_hidden(sequences(523)), hf = ef.forward_hidden(sequences(523));
         // bf16 checkpoint: the dense weights are the bf16 rounding of A B.
         EXPECT_LT((hd - hf).norm(), 2e-2 * hd.norm()) << method;
         EXPECT_LT(ef.peak_weight_bytes(), ed.peak_weight_bytes()) << method;
