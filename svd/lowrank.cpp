@@ -37,7 +37,7 @@ Whitening whitening(const MatrixD& h) {
     if (core::cholesky_lower(wh.s)) return wh;
     // Singular or indefinite (fewer routed tokens than inputs, dead features): shift the spectrum
     // so the smallest eigenvalue becomes 1e-6.
-    wh.shift = -core::eigh(h).values.minCoeff() + 1e-6;
+    wh.shift = -core::eigvalsh(h).minCoeff() + 1e-6;
     wh.s = h;
     wh.s.diagonal().array() += wh.shift;
     if (!core::cholesky_lower(wh.s))

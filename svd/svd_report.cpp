@@ -28,6 +28,8 @@ Json conventions(Method method) {
                        "parameters, of which the shared base takes m * n"
                      : "r = floor(m * n * ratio / (m + n)), clamped to [1, min(m, n)]"},
         {"factors", "W [m, n] ~ A B with A = U_r S_r^(1/2) [m, r], B = S_r^(1/2) V_r^T (S^-1) [r, n]"},
+        {"tail_energy", "per layer and projection, the mean over experts of sum_{i>r} s_i^2 / sum_i s_i^2 of the "
+                        "matrix factorized (W S when whitened, W otherwise; d2-moe: the delta W_i - W_b)"},
     };
     if (method != Method::plain) {
         c["whitening"] = "H = (1/N) sum x x^T over the expert's routed calibration tokens (gate/up: the expert input x; "
