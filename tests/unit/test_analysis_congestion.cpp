@@ -342,7 +342,7 @@ TEST(Congestion, ResamplesEqualFitsOnResampledTraces) {
 
 // Over synthetic replicates the 95% intervals contain the planted value most of the time.
 TEST(Congestion, BootstrapIntervalsCoverPlantedValues) {
-    const int64_t E = 8, N = 2000, n_rep = 40;
+    const int64_t E = 8, N = 2000, n_rep = 24;  // ~2 s of 2 cores per replicate
     const double T_true = 1.5, gamma_true = 2.0 * E;
     std::mt19937_64 rng(41);
     const auto q = normal_vector(E, 1.0, rng);
@@ -375,8 +375,8 @@ TEST(Congestion, BootstrapIntervalsCoverPlantedValues) {
     }
     std::printf("[ coverage ] T: %d/%lld (mean width %.3f), gamma: %d/%lld (mean width %.2f)\n", covered_t,
                 static_cast<long long>(n_rep), width_t, covered_g, static_cast<long long>(n_rep), width_g);
-    EXPECT_GE(covered_t, 32);  // >= 0.8
-    EXPECT_GE(covered_g, 32);
+    EXPECT_GE(covered_t, 0.8 * n_rep);
+    EXPECT_GE(covered_g, 0.8 * n_rep);
     EXPECT_LT(width_t, 0.5 * T_true);  // informative, not trivially wide
     // The multi-type L1 fit on 8 experts and 2000 tokens is much less precise than the
     // temperature fit (measured mean width ~0.87 gamma); informative still means well below 2 gamma.
