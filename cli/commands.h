@@ -87,4 +87,19 @@ struct MergeCommand {
 CLI::App* add_merge(CLI::App& app, MergeCommand& command);
 int run_merge(const MergeCommand& command);
 
+struct SvdCommand {
+    CommonOptions common;
+    std::string model_dir;
+    std::string output;
+    std::string method = "svd-llm";
+    double ratio = 0.0;
+    std::string format = "dense";
+    std::string calib;                // FILE[,FILE...] or DOMAIN=FILE[,...]
+    bool dry_run = false;
+    bool force = false;
+    CorpusFlags corpus;
+};
+CLI::App* add_svd(CLI::App& app, SvdCommand& command);
+int run_svd(const SvdCommand& command);
+
 }  // namespace moekit::cli

@@ -50,6 +50,8 @@ int run(int argc, char** argv) {
     CLI::App* prune_app = add_prune(app, prune);
     MergeCommand merge;
     CLI::App* merge_app = add_merge(app, merge);
+    SvdCommand svd;
+    CLI::App* svd_app = add_svd(app, svd);
 
     if (argc == 1) {
         std::cout << app.help();
@@ -72,6 +74,7 @@ int run(int argc, char** argv) {
     if (profile_app->parsed()) return run_profile(profile);
     if (prune_app->parsed()) return run_prune(prune);
     if (merge_app->parsed()) return run_merge(merge);
+    if (svd_app->parsed()) return run_svd(svd);
     return 1;
 }
 

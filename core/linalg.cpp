@@ -41,11 +41,11 @@ lapack_int_t lapack_trtri(char uplo, int n, float* a, int lda) {
 lapack_int_t lapack_trtri(char uplo, int n, double* a, int lda) {
     return LAPACKE_dtrtri(LAPACK_COL_MAJOR, uplo, 'N', n, a, lda);
 }
-lapack_int_t lapack_syevd(int n, float* a, int lda, float* w) {
-    return LAPACKE_ssyevd(LAPACK_COL_MAJOR, 'V', 'L', n, a, lda, w);
+lapack_int_t lapack_syevd(int n, float* a, int lda, float* w, char jobz = 'V') {
+    return LAPACKE_ssyevd(LAPACK_COL_MAJOR, jobz, 'L', n, a, lda, w);
 }
-lapack_int_t lapack_syevd(int n, double* a, int lda, double* w) {
-    return LAPACKE_dsyevd(LAPACK_COL_MAJOR, 'V', 'L', n, a, lda, w);
+lapack_int_t lapack_syevd(int n, double* a, int lda, double* w, char jobz = 'V') {
+    return LAPACKE_dsyevd(LAPACK_COL_MAJOR, jobz, 'L', n, a, lda, w);
 }
 void blas_trsm(CBLAS_SIDE side, CBLAS_UPLO uplo, CBLAS_TRANSPOSE trans, int m, int n, const float* t, int ldt,
                float* b, int ldb) {
@@ -119,6 +119,20 @@ void solve_triangular_impl(const MatrixC<T>& t, MatrixC<T>& b, TriangularSolve h
 }
 
 template <class T>
+VectorC<T> eigvalsh_impl(const MatrixC<T>& a) {
+    if (a.cols() != a.rows()) throw InternalError("linalg", "eigenvalues of a non-square matrix");
+    if (!a.template triangularView<Eigen::Lower>().toDenseMatrix().allFinite())
+        throw Error("linalg", "eigenvalues of a matrix with NaN or Inf entries");
+    const int n = checked_dim(a.rows(), "eigvalsh");
+    MatrixC<T> work = a;
+    VectorC<T> values(n);
+    if (n == 0) return values;
+    const lapack_int_t info = lapack_syevd(n, work.data(), n, values.data(), 'N');
+    if (info != 0) throw Error("linalg", "symmetric eigenvalues failed (LAPACK info " + std::to_string(info) + ")");
+    return values;
+}
+
+template <class T>
 SymmetricEigen<T> eigh_impl(const MatrixC<T>& a) {
     if (a.cols() != a.rows()) throw InternalError("linalg", "eigen-decomposition of a non-square matrix");
     if (!a.template triangularView<Eigen::Lower>().toDenseMatrix().allFinite())
@@ -147,5 +161,7 @@ void solve_triangular(const MatrixC<float>& t, MatrixC<float>& b, TriangularSolv
 void solve_triangular(const MatrixC<double>& t, MatrixC<double>& b, TriangularSolve how) { solve_triangular_impl(t, b, how); }
 SymmetricEigen<float> eigh(const MatrixC<float>& a) { return eigh_impl(a); }
 SymmetricEigen<double> eigh(const MatrixC<double>& a) { return eigh_impl(a); }
+VectorC<float> eigvalsh(const MatrixC<float>& a) { return eigvalsh_impl(a); }
+VectorC<double> eigvalsh(const MatrixC<double>& a) { return eigvalsh_impl(a); }
 
 }  // namespace moekit::core

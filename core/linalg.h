@@ -64,4 +64,9 @@ struct SymmetricEigen {
 SymmetricEigen<float> eigh(const MatrixC<float>& a);
 SymmetricEigen<double> eigh(const MatrixC<double>& a);
 
+// Eigenvalues only (syevd without vectors, several times cheaper), ascending. Only the lower
+// triangle is read.
+VectorC<float> eigvalsh(const MatrixC<float>& a);
+VectorC<double> eigvalsh(const MatrixC<double>& a);
+
 }  // namespace moekit::core

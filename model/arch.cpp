@@ -118,7 +118,26 @@ ResolvedConfig resolve_config(const io::HfConfig& config) {
                                  "; supported: " + supported_list());
     ResolvedConfig resolved{arch, arch->parse_config(config)};
     detail::read_experts_per_layer(config, resolved.config);
+    detail::read_lowrank(config, resolved.config);
     return resolved;
+}
+
+std::string lowrank_tensor(const std::string& weight_name, char which) {
+    const std::string_view suffix = ".weight";
+    const std::string stem = weight_name.ends_with(suffix) ? weight_name.substr(0, weight_name.size() - suffix.size())
+                                                           : weight_name;
+    return stem + ".lowrank_" + which;
+}
+
+ExpertTensorNames lowrank_base_tensors(const ArchSpec& arch, int64_t il) {
+    ExpertTensorNames names = arch.expert_tensors(il, 0);
+    for (std::string* n : {&names.gate, &names.up, &names.down}) {
+        const std::string key = ".experts.0.";
+        const size_t at = n->find(key);
+        if (at == std::string::npos) throw InternalError("model", "cannot name the low-rank base of '" + *n + "'");
+        *n = n->substr(0, at) + ".experts.base." + n->substr(at + key.size());
+    }
+    return names;
 }
 
 }  // namespace moekit::model

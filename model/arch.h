@@ -75,6 +75,13 @@ struct ModelConfig {
     // docs/ARCHITECTURE.md; transformers cannot load such checkpoints). Empty when uniform.
     std::vector<int64_t> n_expert_layer;
 
+    // Routed experts stored as low-rank factors (`moekit svd --format factored`, config field
+    // "moekit_lowrank" = kLowRankKey): each projection W is <proj>.lowrank_a [m, r] and
+    // <proj>.lowrank_b [r, n] with W ≈ A B (+ the per-layer shared base
+    // <experts prefix>base.<proj>.weight when lowrank_base). transformers cannot load these.
+    bool lowrank_factored = false;
+    bool lowrank_base = false;
+
     int64_t n_moe_layer() const;
     // Routed experts of decoder layer il (n_expert unless n_expert_layer says otherwise).
     int64_t n_expert_at(int64_t il) const;
@@ -82,6 +89,12 @@ struct ModelConfig {
 
 // Name of the per-layer expert-count extension field in config.json.
 inline constexpr std::string_view kExpertsPerLayerKey = "moekit_experts_per_layer";
+// Name of the low-rank expert extension field in config.json (svd/edit.h documents it).
+inline constexpr std::string_view kLowRankKey = "moekit_lowrank";
+
+// Low-rank experts (kLowRankKey): "<...>.gate_proj.weight" -> "<...>.gate_proj.lowrank_a" (which
+// 'a', [m, r]) or ".lowrank_b" ('b', [r, n]).
+std::string lowrank_tensor(const std::string& weight_name, char which);
 
 // One tensor the checkpoint must contain for this config.
 struct ExpectedTensor {
@@ -131,5 +144,10 @@ struct ResolvedConfig {
     ModelConfig config;
 };
 ResolvedConfig resolve_config(const io::HfConfig& config);
+
+// Low-rank d2-moe checkpoints: the shared base of layer il's experts, named like expert 0's
+// tensors with ".experts.0." replaced by ".experts.base." (e.g.
+// model.layers.1.mlp.experts.base.gate_proj.weight).
+ExpertTensorNames lowrank_base_tensors(const ArchSpec& arch, int64_t il);
 
 }  // namespace moekit::model

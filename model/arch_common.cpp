@@ -184,6 +184,19 @@ void read_experts_per_layer(const io::HfConfig& cfg, ModelConfig& mc) {
     if (!uniform) mc.n_expert_layer = std::move(counts);
 }
 
+void read_lowrank(const io::HfConfig& cfg, ModelConfig& mc) {
+    const std::string key(kLowRankKey);
+    const Json* v = find(cfg, key);
+    if (!v || v->is_null()) return;
+    const auto format = v->is_object() ? v->find("format") : v->end();
+    if (!v->is_object() || format == v->end() || !format->is_string() || format->get<std::string>() != "factored")
+        config_error(cfg, "field '" + key + "' must be an object with \"format\": \"factored\", got " + v->dump());
+    mc.lowrank_factored = true;
+    const auto base = v->find("base");
+    if (base != v->end() && !base->is_boolean()) config_error(cfg, "field '" + key + ".base' must be true or false");
+    mc.lowrank_base = base != v->end() && base->get<bool>();
+}
+
 void read_fp8(const io::HfConfig& cfg, ModelConfig& mc) {
     const Json* q = find(cfg, "quantization_config");
     if (!q || !q->is_object()) return;

@@ -61,6 +61,9 @@ void read_routed_experts(const io::HfConfig& cfg, ModelConfig& mc, std::initiali
 // to the config's expert count, and group-limited routing's divisibility per layer. Fills
 // mc.n_expert_layer unless every MoE layer has n_expert.
 void read_experts_per_layer(const io::HfConfig& cfg, ModelConfig& mc);
+// moekit_lowrank (kLowRankKey), when present: {"format": "factored", "base": bool, ...} sets
+// mc.lowrank_factored / lowrank_base; any other format is refused.
+void read_lowrank(const io::HfConfig& cfg, ModelConfig& mc);
 // block-FP8 quantization_config (fmt e4m3 / weight_block_size) → mc.fp8_block.
 void read_fp8(const io::HfConfig& cfg, ModelConfig& mc);
 

@@ -37,7 +37,27 @@ void linear(const ConstRef& x, const Weight& w, const Weight* bias, Matrix& out,
     }
 }
 
+namespace {
+
+// The low-rank expert (MlpWeights::factored): every projection as x Bᵀ then Aᵀ (+ the base).
+void mlp_rows_lowrank(const ConstRef& x, const MlpWeights& w, Matrix& scratch, MutRef y) {
+    const int64_t f = w.d_ff(), rg = w.rank_gate, ru = w.gate_up_b.rows - rg;
+    const Matrix t = x * w.gate_up_b.mat().transpose();  // [n, rg + ru]
+    scratch.resize(x.rows(), 2 * f);
+    scratch.leftCols(f).noalias() = t.leftCols(rg) * w.gate_a.mat().transpose();
+    scratch.rightCols(f).noalias() = t.rightCols(ru) * w.up_a.mat().transpose();
+    if (w.base) scratch.noalias() += x * w.base->gate_up.mat().transpose();
+    auto g = scratch.leftCols(f).array();
+    g = g / (1.0f + (-g).exp()) * scratch.rightCols(f).array();  // silu(gate) * up
+    const Matrix u = scratch.leftCols(f) * w.down_b.mat().transpose();  // [n, r_down]
+    y.noalias() = u * w.down_a.mat().transpose();
+    if (w.base) y.noalias() += scratch.leftCols(f) * w.base->down.mat().transpose();
+}
+
+}  // namespace
+
 void mlp_rows(const ConstRef& x, const MlpWeights& w, Matrix& scratch, MutRef y) {
+    if (w.factored()) return mlp_rows_lowrank(x, w, scratch, y);
     const int64_t f = w.d_ff();
     scratch.resize(x.rows(), 2 * f);
     scratch.noalias() = x * w.gate_up.mat().transpose();

@@ -141,6 +141,29 @@ MlpWeights WeightLoader::load_mlp(const std::string& gate, const std::string& up
     return m;
 }
 
+MlpWeights WeightLoader::load_lowrank(const ExpertTensorNames& names) const {
+    MlpWeights m;
+    const std::string gb = lowrank_tensor(names.gate, 'b'), ub = lowrank_tensor(names.up, 'b');
+    const auto gshape = shape(gb), ushape = shape(ub);
+    if (gshape.size() != 2 || ushape.size() != 2 || gshape[1] != ushape[1])
+        throw Error("engine", "tensors '" + gb + "' and '" + ub + "' must be 2-D with the same input size");
+    const int64_t rg = gshape[0], ru = ushape[0], d = gshape[1];
+    m.gate_up_b = alloc(rg + ru, d);
+    read_into(gb, m.gate_up_b.data.data(), static_cast<uint64_t>(rg * d));
+    read_into(ub, m.gate_up_b.data.data() + rg * d, static_cast<uint64_t>(ru * d));
+    m.rank_gate = rg;
+    m.gate_a = load(lowrank_tensor(names.gate, 'a'));
+    m.up_a = load(lowrank_tensor(names.up, 'a'));
+    m.down_b = load(lowrank_tensor(names.down, 'b'));
+    m.down_a = load(lowrank_tensor(names.down, 'a'));
+    const int64_t f = m.gate_a.rows;
+    if (m.gate_a.cols != rg || m.up_a.rows != f || m.up_a.cols != ru || m.down_b.cols != f || m.down_a.rows != d ||
+        m.down_a.cols != m.down_b.rows)
+        throw Error("engine", "low-rank factors of '" + names.gate + "', '" + names.up + "', '" + names.down +
+                                  "' have inconsistent shapes");
+    return m;
+}
+
 LayerWeights WeightLoader::load_layer(int64_t il) const {
     LayerWeights lw;
     lw.layer = il;
@@ -201,6 +224,10 @@ LayerWeights WeightLoader::load_layer(int64_t il) const {
         if (mc_.routing.shared_expert_gate) lw.shared_gate = load(m + "shared_expert_gate.weight");
     }
     lw.experts.resize(static_cast<size_t>(n_expert));
+    if (mc_.lowrank_base) {
+        const ExpertTensorNames base = lowrank_base_tensors(arch_, il);
+        lw.expert_base = load_mlp(base.gate, base.up, base.down, false);
+    }
     return lw;
 }
 
@@ -215,8 +242,13 @@ void WeightLoader::load_experts(LayerWeights& lw, std::span<const int64_t> exper
     for (std::ptrdiff_t i = 0; i < n; ++i) {
         try {
             const ExpertTensorNames names = arch_.expert_tensors(lw.layer, todo[static_cast<size_t>(i)]);
-            lw.experts[static_cast<size_t>(todo[static_cast<size_t>(i)])] =
-                load_mlp(names.gate, names.up, names.down, false);
+            MlpWeights& e = lw.experts[static_cast<size_t>(todo[static_cast<size_t>(i)])];
+            if (mc_.lowrank_factored) {
+                e = load_lowrank(names);
+                e.base = lw.expert_base.empty() ? nullptr : &lw.expert_base;
+            } else {
+                e = load_mlp(names.gate, names.up, names.down, false);
+            }
         } catch (...) {
             errors[static_cast<size_t>(i)] = std::current_exception();
         }

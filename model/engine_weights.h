@@ -127,8 +127,16 @@ struct MlpWeights {
     Weight gate_up_bias;
     Weight down;
     Weight down_bias;
-    int64_t d_ff() const { return gate_up.rows / 2; }
-    bool empty() const { return gate_up.empty(); }
+    // A low-rank routed expert (ModelConfig::lowrank_factored; `moekit svd --format factored`):
+    // W ≈ A B per projection, applied as two thin GEMMs (x Bᵀ, then Aᵀ), never reconstructed.
+    // gate_up_b stacks B_gate [rank_gate, d] over B_up [r_up, d]; gate_a/up_a [F, r]; down_b
+    // [r_down, F]; down_a [d, r_down]. `base` (d2-moe): the layer's shared dense expert added to it.
+    Weight gate_up_b, gate_a, up_a, down_b, down_a;
+    int64_t rank_gate = 0;
+    const struct MlpWeights* base = nullptr;
+    bool factored() const { return !gate_a.empty(); }
+    int64_t d_ff() const { return factored() ? gate_a.rows : gate_up.rows / 2; }
+    bool empty() const { return gate_up.empty() && gate_a.empty(); }
 };
 
 struct AttentionWeights {
@@ -150,6 +158,7 @@ struct LayerWeights {
     MlpWeights shared;                // shared expert(s), empty if none
     Weight shared_gate;               // Qwen2-MoE shared_expert_gate [1, d]
     std::vector<MlpWeights> experts;  // size n_expert; an entry is empty until loaded
+    MlpWeights expert_base;           // low-rank d2-moe checkpoints: the shared base of the experts
 };
 
 class WeightLoader {
@@ -195,6 +204,7 @@ public:
 
 private:
     MlpWeights load_mlp(const std::string& gate, const std::string& up, const std::string& down, bool bias) const;
+    MlpWeights load_lowrank(const ExpertTensorNames& names) const;
     void read_into(std::string_view name, float* dst, uint64_t n_expected) const;
 
     const io::Checkpoint& ckpt_;

@@ -120,4 +120,8 @@ TEST(Linalg, SymmetricEigenMatchesEigen) {
     for (int i = 1; i < 20; ++i) EXPECT_LE(e.values(i - 1), e.values(i));
     const SymmetricEigen<float> ef = eigh(MatrixC<float>(a.cast<float>()));
     EXPECT_LT((ef.values.cast<double>() - oracle.eigenvalues()).norm() / oracle.eigenvalues().norm(), 1e-5);
+    // Values only.
+    EXPECT_LT((eigvalsh(a) - oracle.eigenvalues()).norm() / oracle.eigenvalues().norm(), 1e-12);
+    EXPECT_LT((eigvalsh(MatrixC<float>(a.cast<float>())).cast<double>() - oracle.eigenvalues()).norm() /
+                  oracle.eigenvalues().norm(), 1e-5);
 }

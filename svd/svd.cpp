@@ -1,0 +1,160 @@
+// `moekit svd` driver (svd/svd.h): validate, calibrate, factorize, write.
+#include "svd/svd.h"
+
+#include <omp.h>
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <iterator>
+
+#include "core/error.h"
+#include "io/checkpoint.h"
+#include "model/corpus.h"
+#include "model/engine.h"
+#include "svd/calib.h"
+
+namespace moekit::svd {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+bool within(const fs::path& inner, const fs::path& outer) {
+    auto i = inner.begin();
+    for (auto o = outer.begin(); o != outer.end(); ++o, ++i)
+        if (i == inner.end() || *i != *o) return false;
+    return true;
+}
+
+// The output checks write_checkpoint makes, done before the calibration so a mistake costs nothing.
+void check_output(const SvdOptions& o) {
+    if (o.dry_run) return;
+    if (o.out_dir.empty()) throw Error("svd", "no output directory given (-o OUT_DIR); --dry-run reports without writing");
+    std::error_code ec;
+    const fs::path in = fs::weakly_canonical(fs::absolute(o.model_dir), ec);
+    fs::path out = fs::weakly_canonical(fs::absolute(o.out_dir), ec);
+    if (out.filename().empty()) out = out.parent_path();
+    if (out == in || within(out, in) || within(in, out))
+        throw Error("svd", "output directory " + o.out_dir.string() + " must be outside the input directory " + o.model_dir.string());
+    if (fs::exists(fs::symlink_status(out, ec)) && !o.force)
+        throw Error("svd", "output " + o.out_dir.string() + " already exists; pass --force to replace it");
+}
+
+uint64_t planned_output_bytes(const io::Checkpoint& ckpt, const io::CheckpointEdit& edit) {
+    uint64_t bytes = ckpt.total_tensor_bytes();
+    for (const auto& name : edit.drop) bytes -= ckpt.at(name).info->nbytes();
+    for (const auto& t : edit.put) {
+        if (const auto* e = ckpt.find(t.name)) bytes -= e->info->nbytes();
+        bytes += t.nbytes;
+    }
+    return bytes;
+}
+
+}  // namespace
+
+SvdResult svd(const SvdOptions& options) {
+    const auto t_start = std::chrono::steady_clock::now();
+    auto progress = [&](double f, const std::string& what) {
+        if (options.progress) options.progress(f, what);
+    };
+    SvdResult res;
+    res.options = options;
+    res.options.progress = nullptr;
+    res.method = parse_method(options.method);
+    res.format = parse_format(options.format);
+    if (!(options.ratio > 0.0 && options.ratio < 1.0))
+        throw Error("svd", "--ratio must be in (0, 1) (the kept fraction of the experts' parameters), got " +
+                               std::to_string(options.ratio));
+    if (options.batch_tokens < 1) throw Error("svd", "--batch-tokens must be positive");
+    const bool whitened = res.method != Method::plain;
+    if (whitened && options.calib.data.empty())
+        throw Error("svd", "no calibration data given (--calib FILE[,FILE...]); " + method_name(res.method) +
+                               " whitens with the experts' routed inputs (--method svd needs none)");
+    res.threads = options.threads > 0 ? options.threads : std::max(1, omp_get_max_threads());
+
+    const io::Checkpoint ckpt = io::Checkpoint::open(options.model_dir);
+    const model::Engine engine(ckpt, model::EngineOptions{res.threads});
+    const model::ModelConfig& mc = engine.config();
+    const model::ArchSpec& arch = engine.arch();
+    res.model_type = mc.model_type;
+    res.display_name = std::string(arch.display_name());
+    res.n_layer = mc.n_layer;
+    res.n_expert = mc.n_expert;
+    res.d_model = mc.d_model;
+    res.d_ff_expert = mc.d_ff_expert;
+    if (mc.n_moe_layer() == 0) throw Error("svd", options.model_dir.string() + " has no MoE layers to compress");
+    if (mc.lowrank_factored)
+        throw Error("svd", options.model_dir.string() + " is already factored (config field " + std::string(model::kLowRankKey) + ")");
+    check_expert_dtypes(ckpt, arch, mc);
+    const int64_t f = mc.d_ff_expert, d = mc.d_model;
+    res.rank[0] = res.rank[1] = method_rank(res.method, f, d, mc.n_expert, options.ratio);
+    res.rank[2] = method_rank(res.method, d, f, mc.n_expert, options.ratio);
+    check_output(options);
+
+    std::vector<LayerCalib> calib;
+    if (whitened) {
+        auto t = std::chrono::steady_clock::now();
+        model::CorpusOptions co = options.calib;
+        co.flag = "--calib";
+        const model::Corpus corpus = model::load_corpus(ckpt, mc.vocab_size, co);
+        res.seq_len = corpus.seq_len;
+        res.tokenization = corpus.tokenization;
+        res.calib_windows = static_cast<int64_t>(corpus.windows.size());
+        for (const auto& dm : corpus.domains) {
+            res.calib_tokens += dm.tokens;
+            res.calib_files.push_back({{"domain", dm.name}, {"path", dm.path.string()}, {"format", dm.format},
+                                       {"documents", dm.documents}, {"tokens", dm.tokens}, {"windows", dm.windows}});
+        }
+        CalibObserver observer(ckpt, arch, mc);
+        model::Observer* const observers[] = {&observer};
+        const auto batches = model::batch_windows(corpus.windows, options.batch_tokens);
+        for (size_t b = 0; b < batches.size(); ++b) {
+            progress(static_cast<double>(b) / static_cast<double>(batches.size()),
+                     "calibration batch " + std::to_string(b + 1) + "/" + std::to_string(batches.size()));
+            std::vector<std::vector<int32_t>> seqs;
+            for (size_t w = batches[b].first; w < batches[b].second; ++w) seqs.push_back(corpus.window_ids(w));
+            engine.forward_hidden(seqs, observers);
+        }
+        calib = std::move(observer.layers());
+        res.calib_s = seconds_since(t);
+    }
+
+    auto t = std::chrono::steady_clock::now();
+    res.layers = compress(ckpt, arch, mc, res.method, options.ratio, whitened ? &calib : nullptr, res.threads, progress);
+    calib.clear();
+    for (const LayerFactors& lf : res.layers) {
+        for (const ExpertFactors& ef : lf.experts)
+            for (const Factors& fp : ef.proj) {
+                res.expert_params += fp.m * fp.n;
+                res.kept_params += fp.r * (fp.m + fp.n);
+            }
+        for (const auto& b : lf.base) res.kept_params += static_cast<int64_t>(b.size());
+    }
+    io::CheckpointEdit edit = make_edit(ckpt, arch, res.layers, res.format, res.method, options.ratio);
+    res.input_tensor_bytes = ckpt.total_tensor_bytes();
+    res.output_tensor_bytes = planned_output_bytes(ckpt, edit);
+    res.moekit_json = make_moekit_json(res);
+    res.factor_s = seconds_since(t);
+
+    if (!options.dry_run) {
+        t = std::chrono::steady_clock::now();
+        progress(1.0, "writing " + options.out_dir.string());
+        edit.extra_files["moekit.json"] = res.moekit_json.dump(2) + "\n";
+        std::string readme;
+        if (std::ifstream in(options.model_dir / "README.md"); in) readme.assign(std::istreambuf_iterator<char>(in), {});
+        if (!readme.empty() && readme.back() != '\n') readme += '\n';
+        edit.extra_files["README.md"] = readme + (readme.empty() ? "" : "\n") + readme_note(res);
+        res.written = io::write_checkpoint(ckpt, edit, options.out_dir, io::WriteOptions{options.force, options.max_shard_bytes});
+        res.output_tensor_bytes = res.written->tensor_bytes;
+        res.write_s = seconds_since(t);
+    }
+    res.wall_s = seconds_since(t_start);
+    return res;
+}
+
+}  // namespace moekit::svd
