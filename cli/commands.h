@@ -68,4 +68,24 @@ struct PruneCommand {
 CLI::App* add_prune(CLI::App& app, PruneCommand& command);
 int run_prune(const PruneCommand& command);
 
+struct QuantizeCommand {
+    CommonOptions common;
+    std::string model_dir;
+    std::string output;
+    std::string format = "gguf";
+    std::string method = "rtn";
+    int bits = 4;
+    std::string type;                 // ggml type; empty: from --bits
+    int64_t group_size = 128;
+    bool asym = false;
+    bool keep_embeddings = false;
+    std::string fake_dtype = "f32";
+    std::string calib;
+    bool dry_run = false;
+    bool force = false;
+    CorpusFlags corpus;
+};
+CLI::App* add_quantize(CLI::App& app, QuantizeCommand& command);
+int run_quantize(const QuantizeCommand& command);
+
 }  // namespace moekit::cli

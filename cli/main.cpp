@@ -48,6 +48,8 @@ int run(int argc, char** argv) {
     CLI::App* profile_app = add_profile(app, profile);
     PruneCommand prune;
     CLI::App* prune_app = add_prune(app, prune);
+    QuantizeCommand quantize;
+    CLI::App* quantize_app = add_quantize(app, quantize);
 
     if (argc == 1) {
         std::cout << app.help();
@@ -69,6 +71,7 @@ int run(int argc, char** argv) {
     if (eval_app->parsed()) return run_eval(eval);
     if (profile_app->parsed()) return run_profile(profile);
     if (prune_app->parsed()) return run_prune(prune);
+    if (quantize_app->parsed()) return run_quantize(quantize);
     return 1;
 }
 
