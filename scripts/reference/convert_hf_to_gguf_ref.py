@@ -7,7 +7,8 @@ fixtures and demo model); this wrapper answers that one question the way moekit 
 ByteLevel pre-tokenizer with the GPT-2 regex is "gpt2") and leaves everything else to the
 converter.
 
-Usage: convert_hf_to_gguf_ref.py MODEL_DIR OUT.gguf [--outtype f32|f16|bf16|q8_0] [--llama-cpp DIR]
+Usage: convert_hf_to_gguf_ref.py MODEL_DIR OUT.gguf [MODEL_DIR OUT.gguf ...] [--outtype f32|f16|bf16|q8_0]
+                                 [--llama-cpp DIR]
 """
 import argparse
 import json
@@ -16,17 +17,24 @@ import sys
 from pathlib import Path
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("model")
-    ap.add_argument("out")
-    ap.add_argument("--outtype", default="f32")
-    ap.add_argument("--llama-cpp", default=str(Path(__file__).resolve().parents[2] / ".deps" / "llama.cpp"))
-    a = ap.parse_args()
-    root = Path(a.llama_cpp)
-    sys.path.insert(0, str(root))
-    sys.path.insert(0, str(root / "gguf-py"))
-    sys.argv = ["convert_hf_to_gguf.py", a.model, "--outtype", a.outtype, "--outfile", a.out]
+DEFAULT_LLAMA_CPP = Path(__file__).resolve().parents[2] / ".deps" / "llama.cpp"
+
+
+def convert(model, out, outtype="f32", llama_cpp=DEFAULT_LLAMA_CPP):
+    """Runs the converter in this process (tests import torch once)."""
+    root = Path(llama_cpp)
+    for p in (str(root), str(root / "gguf-py")):
+        if p not in sys.path:
+            sys.path.insert(0, p)
+    saved = sys.argv
+    sys.argv = ["convert_hf_to_gguf.py", str(model), "--outtype", outtype, "--outfile", str(out)]
+    try:
+        _run(root)
+    finally:
+        sys.argv = saved
+
+
+def _run(root):
     import importlib.util
     spec = importlib.util.spec_from_file_location("convert_hf_to_gguf", root / "convert_hf_to_gguf.py")
     conv = importlib.util.module_from_spec(spec)
@@ -43,6 +51,18 @@ def main():
 
     base.TextModel.get_vocab_base_pre = pre
     conv.main()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("pairs", nargs="+", help="MODEL_DIR OUT.gguf [MODEL_DIR OUT.gguf ...]")
+    ap.add_argument("--outtype", default="f32")
+    ap.add_argument("--llama-cpp", default=str(DEFAULT_LLAMA_CPP))
+    a = ap.parse_args()
+    if len(a.pairs) % 2:
+        ap.error("give MODEL_DIR OUT.gguf pairs")
+    for model, out in zip(a.pairs[0::2], a.pairs[1::2]):
+        convert(model, out, a.outtype, a.llama_cpp)
 
 
 if __name__ == "__main__":
