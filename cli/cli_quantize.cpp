@@ -27,7 +27,13 @@ CLI::App* add_quantize(CLI::App& app, QuantizeCommand& command) {
         "types, 32 otherwise) falls back exactly as llama-quantize does: q4_K -> q5_0, q6_K -> q8_0, else f16;\n"
         "the report lists every fallback. hf-fake without --type uses an integer grid instead: --bits 2..8,\n"
         "--group-size (default 128 along the input dimension; 0 = per row), symmetric unless --asym.\n"
-        "Methods: rtn (round to nearest). gptq and --format gptq are not implemented yet in this build.\n"
+        "Methods: rtn (round to nearest); gptq (hf-fake, integer grid): layers in order, each calibrated on\n"
+        "the outputs of the already-quantized layers; the routed experts' projections get GPTQ (damping\n"
+        "--damp, lazy blocks of 128, groups, --act-order) with --hessian layer (one H from every token),\n"
+        "expert (each expert's routed tokens only, default) or agq (routed tokens weighted by their gate);\n"
+        "experts with fewer than --min-expert-tokens routed tokens (default d_model) fall back to RTN and are\n"
+        "listed; attention, shared experts, embedding and head use RTN. GPTQ into GGUF blocks and\n"
+        "--format gptq (packed safetensors) are not implemented yet.\n"
         "The report gives, per tensor, the SNR in dB, the relative RMSE and the largest absolute error\n"
         "(fp32 source vs dequantized), and the average bits per quantized weight.\n\n"
         "Examples:\n"
@@ -45,6 +51,14 @@ CLI::App* add_quantize(CLI::App& app, QuantizeCommand& command) {
     sub->add_flag("--keep-embeddings", command.keep_embeddings, "Leave the token embedding and output head unquantized");
     sub->add_option("--fake-dtype", command.fake_dtype, "hf-fake: f32 (exact, default) or source (round to the source dtype)");
     sub->add_option("--calib", command.calib, "Calibration data for gptq: FILE[,FILE...] or DOMAIN=FILE[,...]");
+    sub->add_option("--calib-format", command.corpus.format, "Calibration data format: auto (by extension), text, jsonl, bin, npy")
+        ->check(CLI::IsMember({"auto", "text", "jsonl", "bin", "npy"}));
+    sub->add_option("--seq-len", command.corpus.seq_len, "Calibration window length in tokens (default: min(512, max_position_embeddings))");
+    sub->add_option("--max-tokens", command.corpus.max_tokens, "Use only the first N calibration tokens of each domain");
+    sub->add_option("--hessian", command.hessian, "gptq: layer, expert (default) or agq (gate-weighted)");
+    sub->add_option("--damp", command.damp, "gptq: damping as a fraction of mean(diag H) (default 0.01)");
+    sub->add_flag("--act-order", command.act_order, "gptq: quantize columns in order of decreasing H_ii");
+    sub->add_option("--min-expert-tokens", command.min_expert_tokens, "gptq: routed tokens below which an expert falls back to RTN (default d_model)");
     sub->add_flag("--dry-run", command.dry_run, "Print the plan (types, fallbacks, sizes) without writing anything");
     sub->add_flag("--force", command.force, "Replace an existing output");
     add_common_options(*sub, command.common);
@@ -68,6 +82,11 @@ int run_quantize(const QuantizeCommand& command) {
     options.dry_run = command.dry_run;
     options.force = command.force;
     if (!command.calib.empty()) options.calib = corpus_options(command.corpus, command.calib, "--calib");
+    options.hessian = command.hessian;
+    options.damp = command.damp;
+    options.act_order = command.act_order;
+    options.min_expert_tokens = command.min_expert_tokens;
+    options.batch_tokens = command.corpus.batch_tokens;
     options.threads = command.common.threads;
     options.tool_version = MOEKIT_VERSION;
     if (isatty(fileno(stderr)) != 0)

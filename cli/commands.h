@@ -81,6 +81,10 @@ struct QuantizeCommand {
     bool keep_embeddings = false;
     std::string fake_dtype = "f32";
     std::string calib;
+    std::string hessian = "expert";
+    double damp = 0.01;
+    bool act_order = false;
+    int64_t min_expert_tokens = 0;
     bool dry_run = false;
     bool force = false;
     CorpusFlags corpus;

@@ -7,7 +7,9 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <mutex>
+#include <set>
 
 #include "core/dtype.h"
 #include "core/error.h"
@@ -172,8 +174,17 @@ void validate(const QuantizeOptions& o) {
         throw Error("quantize", "--format gptq (GPTQ-packed safetensors) is not implemented yet; use gguf or hf-fake");
     if (o.method != "rtn" && o.method != "gptq")
         throw Error("quantize", "--method must be rtn or gptq (got '" + o.method + "')");
-    if (o.method == "gptq")
-        throw Error("quantize", "--method gptq is not implemented yet in this build; use --method rtn");
+    if (o.method == "gptq" && o.format == "gguf")
+        throw Error("quantize", "--method gptq with --format gguf (GPTQ into ggml blocks) is not implemented yet; "
+                                "use --format hf-fake (integer grid) or --method rtn");
+    if (o.method == "gptq" && !o.type.empty())
+        throw Error("quantize", "--method gptq quantizes onto the integer grid (--bits, --group-size, --asym); "
+                                "--type " + o.type + " is not supported with gptq");
+    if (o.method == "gptq" && o.calib.data.empty())
+        throw Error("quantize", "--method gptq needs calibration data (--calib FILE[,FILE...])");
+    if (o.method == "rtn" && !o.calib.data.empty())
+        throw Error("quantize", "--calib is used by --method gptq only (rtn needs no data)");
+    if (o.damp <= 0 || !std::isfinite(o.damp)) throw Error("quantize", "--damp must be positive");
     if (o.fake_dtype != "f32" && o.fake_dtype != "source")
         throw Error("quantize", "--fake-dtype must be f32 or source (got '" + o.fake_dtype + "')");
     if (o.format == "gguf" && o.type.empty() && o.bits != 4 && o.bits != 5 && o.bits != 6 && o.bits != 8)
@@ -297,6 +308,51 @@ QuantizeResult quantize(const QuantizeOptions& options) {
             if (is_embed && options.keep_embeddings) continue;
             names.push_back(name);
         }
+        // GPTQ first (it needs every other quantized tensor of the earlier layers).
+        std::map<std::string, std::vector<float>> gptq_weights;
+        if (options.method == "gptq" && !options.dry_run) {
+            std::set<std::string> expert_names;
+            for (int64_t il = 0; il < c.n_layer; ++il)
+                if (c.is_moe_layer[static_cast<std::size_t>(il)])
+                    for (int64_t ie = 0; ie < c.n_expert_at(il); ++ie) {
+                        const auto n = arch.expert_tensors(il, ie);
+                        expert_names.insert({n.gate, n.up, n.down});
+                    }
+            std::vector<std::string> rtn_names;
+            for (const auto& n : names)
+                if (!expert_names.count(n)) rtn_names.push_back(n);
+            GptqModelOptions go;
+            go.gptq.grid = q.grid;
+            go.gptq.damp = options.damp;
+            go.gptq.act_order = options.act_order;
+            go.hessian = options.hessian;
+            go.min_expert_tokens = options.min_expert_tokens;
+            go.calib = options.calib;
+            go.batch_tokens = options.batch_tokens;
+            go.scratch_dir = fs::absolute(options.out).parent_path();
+            go.threads = options.threads;
+            std::map<std::string, int64_t> cols_of;
+            for (const auto& n : rtn_names) cols_of[n] = ck.at(n).info->shape[1];
+            go.rtn = [&, cols_of](const std::string& n, std::vector<float>& v) {
+                const int64_t cols = cols_of.at(n);
+                for (int64_t r = 0; r < static_cast<int64_t>(v.size()) / cols; ++r) rtn_row(q.grid, v.data() + r * cols, cols);
+            };
+            go.progress = [&](double f, const std::string& what) { progress(0.9 * f, what); };
+            GptqModelResult gr = gptq_model(ck, rtn_names, go);
+            gptq_weights = std::move(gr.weights);
+            res.gptq_experts = std::move(gr.experts);
+            res.calib_tokens = gr.calib_tokens;
+            res.gptq_passes = gr.passes;
+            res.gptq_layer_seconds = gr.layer_seconds;
+            int64_t starved = 0;
+            for (const auto& e : res.gptq_experts) starved += e.starved ? 1 : 0;
+            res.notes.push_back("GPTQ (" + options.hessian + " Hessian) on the routed experts; attention, shared experts, "
+                                "dense MLPs, embedding and head use RTN on the same grid");
+            if (starved > 0)
+                res.notes.push_back(std::to_string(starved) + " starved expert(s) (fewer routed calibration tokens than " +
+                                    std::to_string(options.min_expert_tokens > 0 ? options.min_expert_tokens : c.d_model) +
+                                    ") fall back to RTN; see gptq_experts in moekit.json");
+        }
         for (const auto& name : names) {
             const auto& info = *ck.at(name).info;
             TensorReport rep;
@@ -333,7 +389,12 @@ QuantizeResult quantize(const QuantizeOptions& options) {
                 progress(static_cast<double>(idx) / static_cast<double>(res.tensors.size()), name);
                 std::vector<float> data = ck.read_f32(name);
                 ErrorStats stats;
-                fake_rows(rq, data.data(), rows, cols, stats);
+                if (auto g = gptq_weights.find(name); g != gptq_weights.end()) {
+                    stats.add(data.data(), g->second.data(), static_cast<int64_t>(data.size()));
+                    data = g->second;
+                } else {
+                    fake_rows(rq, data.data(), rows, cols, stats);
+                }
                 fill_report(res.tensors[idx], stats);
                 if (out_dtype == core::DType::F32) {
                     std::memcpy(dst, data.data(), data.size() * 4);

@@ -17,7 +17,9 @@
 // rule; --keep-embeddings also leaves token embedding and output head alone); everything else is
 // copied (hf-fake) or written as F32 (gguf, as the converter does).
 //
-// Methods: rtn (round to nearest). gptq is refused as not implemented yet in this build.
+// Methods: rtn (round to nearest); gptq (quantize/gptq_model.h: sequential layers, routed experts
+// GPTQ'd with a layer-wide, per-expert or gate-weighted Hessian, the rest RTN) for --format
+// hf-fake with the integer grid; GPTQ into GGUF blocks is not implemented yet (refused).
 // Report: per quantized tensor SNR (dB), relative RMSE and max |error| (vs the fp32 source),
 // in OUT's moekit.json and --json.
 #pragma once
@@ -33,6 +35,7 @@
 
 #include "model/corpus.h"
 #include "quantize/ggml_quants.h"
+#include "quantize/gptq_model.h"
 #include "quantize/rtn.h"
 
 namespace moekit::quantize {
@@ -50,7 +53,13 @@ struct QuantizeOptions {
     std::string fake_dtype = "f32";       // hf-fake: f32 | source
     bool dry_run = false;
     bool force = false;
+    // GPTQ (quantize/gptq_model.h): hf-fake with the integer grid only.
     model::CorpusOptions calib;           // gptq only
+    int64_t batch_tokens = 16384;
+    std::string hessian = "expert";       // layer | expert | agq
+    double damp = 0.01;
+    bool act_order = false;
+    int64_t min_expert_tokens = 0;        // 0: d_model
     int threads = 0;
     std::string tool_version;
     std::function<void(double, const std::string&)> progress;
@@ -76,6 +85,10 @@ struct QuantizeResult {
     uint64_t input_tensor_bytes = 0, output_bytes = 0;
     double quantized_params = 0, avg_bits = 0;   // over quantized tensors
     double wall_s = 0, quantize_s = 0;
+    // GPTQ.
+    std::vector<GptqExpertReport> gptq_experts;
+    int64_t calib_tokens = 0, gptq_passes = 0;
+    std::vector<double> gptq_layer_seconds;
     int threads = 0;
     nlohmann::ordered_json moekit_json;
 };

@@ -42,6 +42,16 @@ nlohmann::ordered_json make_moekit_json(const QuantizeResult& r) {
     j["notes"] = r.notes;
     j["input_tensor_bytes"] = r.input_tensor_bytes;
     j["output_bytes"] = r.output_bytes;
+    if (r.options.method == "gptq") {
+        j["params"]["gptq"] = {{"hessian", r.options.hessian}, {"damp", r.options.damp}, {"act_order", r.options.act_order},
+                               {"block_size", 128}, {"min_expert_tokens", r.options.min_expert_tokens},
+                               {"calib_tokens", r.calib_tokens}, {"forward_passes", r.gptq_passes}};
+        j["gptq_layer_seconds"] = r.gptq_layer_seconds;
+        auto& ex = j["gptq_experts"] = nlohmann::ordered_json::array();
+        for (const auto& e : r.gptq_experts)
+            ex.push_back({{"layer", e.layer}, {"expert", e.expert}, {"tokens", e.tokens}, {"starved", e.starved},
+                          {"loss_gate", e.loss_gate}, {"loss_up", e.loss_up}, {"loss_down", e.loss_down}});
+    }
     auto& ts = j["tensors"] = nlohmann::ordered_json::array();
     for (const auto& t : r.tensors) {
         nlohmann::ordered_json e = {{"name", t.name}, {"type", t.type}};
