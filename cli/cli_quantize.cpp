@@ -34,6 +34,10 @@ CLI::App* add_quantize(CLI::App& app, QuantizeCommand& command) {
         "experts with fewer than --min-expert-tokens routed tokens (default d_model) fall back to RTN and are\n"
         "listed; attention, shared experts, embedding and head use RTN. GPTQ into GGUF blocks and\n"
         "--format gptq (packed safetensors) are not implemented yet.\n"
+        "--mixed-precision (hf-fake, needs --calib): each routed expert gets a width from --candidate-bits, chosen\n"
+        "to minimize sum frequency^a * gate_mass^b * measured output error under --avg-bits (exact DP); the rest\n"
+        "keeps --bits. In GGUF all experts of a projection share one type, so there the allocation would be per\n"
+        "layer-projection: not implemented yet.\n"
         "The report gives, per tensor, the SNR in dB, the relative RMSE and the largest absolute error\n"
         "(fp32 source vs dequantized), and the average bits per quantized weight.\n\n"
         "Examples:\n"
@@ -59,6 +63,12 @@ CLI::App* add_quantize(CLI::App& app, QuantizeCommand& command) {
     sub->add_option("--damp", command.damp, "gptq: damping as a fraction of mean(diag H) (default 0.01)");
     sub->add_flag("--act-order", command.act_order, "gptq: quantize columns in order of decreasing H_ii");
     sub->add_option("--min-expert-tokens", command.min_expert_tokens, "gptq: routed tokens below which an expert falls back to RTN (default d_model)");
+    sub->add_flag("--mixed-precision", command.mixed_precision,
+                  "hf-fake: bits per routed expert (MC-MoE: frequency, gate mass, measured error; exact DP under --avg-bits)");
+    sub->add_option("--avg-bits", command.avg_bits, "Mixed precision: average bits over the routed experts (default 3.5)");
+    sub->add_option("--candidate-bits", command.candidate_bits, "Mixed precision: widths to choose from (default 2,3,4,8)")->delimiter(',');
+    sub->add_option("--mp-alpha", command.mp_alpha, "Mixed precision: exponent of the frequency (default 1)");
+    sub->add_option("--mp-beta", command.mp_beta, "Mixed precision: exponent of the gate mass (default 1)");
     sub->add_flag("--dry-run", command.dry_run, "Print the plan (types, fallbacks, sizes) without writing anything");
     sub->add_flag("--force", command.force, "Replace an existing output");
     add_common_options(*sub, command.common);
@@ -82,6 +92,11 @@ int run_quantize(const QuantizeCommand& command) {
     options.dry_run = command.dry_run;
     options.force = command.force;
     if (!command.calib.empty()) options.calib = corpus_options(command.corpus, command.calib, "--calib");
+    options.mixed_precision = command.mixed_precision;
+    options.avg_bits = command.avg_bits;
+    options.candidate_bits = command.candidate_bits;
+    options.mp_alpha = command.mp_alpha;
+    options.mp_beta = command.mp_beta;
     options.hessian = command.hessian;
     options.damp = command.damp;
     options.act_order = command.act_order;

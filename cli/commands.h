@@ -85,6 +85,10 @@ struct QuantizeCommand {
     double damp = 0.01;
     bool act_order = false;
     int64_t min_expert_tokens = 0;
+    bool mixed_precision = false;
+    double avg_bits = 3.5;
+    std::vector<int> candidate_bits = {2, 3, 4, 8};
+    double mp_alpha = 1.0, mp_beta = 1.0;
     bool dry_run = false;
     bool force = false;
     CorpusFlags corpus;

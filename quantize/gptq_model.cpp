@@ -167,13 +167,15 @@ GptqModelResult gptq_model(const io::Checkpoint& ck, const std::vector<std::stri
                 rep.tokens = static_cast<int64_t>(gs.size());
                 std::vector<float> wg = ck.read_f32(names.gate), wu = ck.read_f32(names.up), wd = ck.read_f32(names.down);
                 const int64_t d_ff = static_cast<int64_t>(wg.size()) / c.d_model;
+                GptqOptions go = o.gptq;
+                if (auto eb = o.expert_bits.find({il, ie}); eb != o.expert_bits.end()) go.grid.bits = eb->second;
                 const bool starved = o.hessian != "layer" && rep.tokens < min_tokens;
                 rep.starved = starved;
                 if (starved) {
                     for (auto* v : {&wg, &wu, &wd}) {
                         const int64_t cols = v == &wd ? d_ff : c.d_model;
                         for (int64_t r = 0; r < static_cast<int64_t>(v->size()) / cols; ++r)
-                            rtn_row(o.gptq.grid, v->data() + r * cols, cols);
+                            rtn_row(go.grid, v->data() + r * cols, cols);
                     }
                 } else {
                     const std::vector<float>* weights = o.hessian == "agq" ? &gs : nullptr;
@@ -182,8 +184,8 @@ GptqModelResult gptq_model(const io::Checkpoint& ck, const std::vector<std::stri
                     const core::MatrixC<double> h = h_layer ? *h_layer : gram(x, n, c.d_model, weights);
                     const std::string what = "layer " + std::to_string(il) + " expert " + std::to_string(ie);
                     RowMatrixF mg = to_matrix(wg, d_ff, c.d_model), mu = to_matrix(wu, d_ff, c.d_model);
-                    rep.loss_gate = gptq_quantize(mg, h, o.gptq, what + " gate").proxy_loss;
-                    rep.loss_up = gptq_quantize(mu, h, o.gptq, what + " up").proxy_loss;
+                    rep.loss_gate = gptq_quantize(mg, h, go, what + " gate").proxy_loss;
+                    rep.loss_up = gptq_quantize(mu, h, go, what + " up").proxy_loss;
                     // down_proj input from the quantized gate/up: silu(x Wg^T) * (x Wu^T).
                     const RowMatrixF xm = MapF(x, n, c.d_model);
                     RowMatrixF a = xm * mg.transpose(), b = xm * mu.transpose();
@@ -193,7 +195,7 @@ GptqModelResult gptq_model(const io::Checkpoint& ck, const std::vector<std::stri
                     }
                     const core::MatrixC<double> hd = gram(a.data(), n, d_ff, weights);
                     RowMatrixF md = to_matrix(wd, c.d_model, d_ff);
-                    rep.loss_down = gptq_quantize(md, hd, o.gptq, what + " down").proxy_loss;
+                    rep.loss_down = gptq_quantize(md, hd, go, what + " down").proxy_loss;
                     wg = to_vector(mg);
                     wu = to_vector(mu);
                     wd = to_vector(md);

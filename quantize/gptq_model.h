@@ -36,6 +36,7 @@ struct GptqModelOptions {
     int64_t min_expert_tokens = 0;         // 0: the expert's input width (d_model)
     model::CorpusOptions calib;
     int64_t batch_tokens = 16384;
+    std::map<std::pair<int64_t, int64_t>, int> expert_bits;  // (layer, expert) -> bits (mixed precision)
     std::filesystem::path scratch_dir;     // where temporary per-layer checkpoints go
     int threads = 0;
     // Tensors to fake-quantize with RTN (every quantizable tensor that is not a routed expert

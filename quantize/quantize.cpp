@@ -182,7 +182,14 @@ void validate(const QuantizeOptions& o) {
                                 "--type " + o.type + " is not supported with gptq");
     if (o.method == "gptq" && o.calib.data.empty())
         throw Error("quantize", "--method gptq needs calibration data (--calib FILE[,FILE...])");
-    if (o.method == "rtn" && !o.calib.data.empty())
+    if (o.mixed_precision && o.format == "gguf")
+        throw Error("quantize", "--mixed-precision with --format gguf is not implemented yet (GGUF would allocate per "
+                                "layer-projection, since all experts of a projection share one tensor type); use --format hf-fake");
+    if (o.mixed_precision && !o.type.empty())
+        throw Error("quantize", "--mixed-precision allocates integer-grid widths; --type is not supported with it");
+    if (o.mixed_precision && o.calib.data.empty())
+        throw Error("quantize", "--mixed-precision needs calibration data (--calib FILE[,FILE...])");
+    if (o.method == "rtn" && !o.mixed_precision && !o.calib.data.empty())
         throw Error("quantize", "--calib is used by --method gptq only (rtn needs no data)");
     if (o.damp <= 0 || !std::isfinite(o.damp)) throw Error("quantize", "--damp must be positive");
     if (o.fake_dtype != "f32" && o.fake_dtype != "source")
@@ -308,6 +315,36 @@ QuantizeResult quantize(const QuantizeOptions& options) {
             if (is_embed && options.keep_embeddings) continue;
             names.push_back(name);
         }
+        // Mixed precision: bits per routed expert (the other tensors keep --bits).
+        std::map<std::string, int> tensor_bits;
+        std::map<std::pair<int64_t, int64_t>, int> expert_bits;
+        if (options.mixed_precision && !options.dry_run) {
+            MixedPrecisionOptions mo;
+            mo.candidates = options.candidate_bits;
+            mo.avg_bits = options.avg_bits;
+            mo.alpha = options.mp_alpha;
+            mo.beta = options.mp_beta;
+            mo.grid = q.grid;
+            mo.calib = options.calib;
+            mo.batch_tokens = options.batch_tokens;
+            mo.threads = options.threads;
+            mo.progress = [&](double f, const std::string& what) { progress(0.3 * f, what); };
+            res.mixed = mixed_precision_plan(ck, mo);
+            double sum = 0;
+            for (const auto& p : res.mixed) {
+                const auto n = arch.expert_tensors(p.layer, p.expert);
+                for (const auto* t : {&n.gate, &n.up, &n.down}) tensor_bits[*t] = p.bits;
+                expert_bits[{p.layer, p.expert}] = p.bits;
+                sum += p.bits;
+            }
+            res.expert_avg_bits = res.mixed.empty() ? 0 : sum / static_cast<double>(res.mixed.size());
+            char buf[200];
+            std::snprintf(buf, sizeof buf, "mixed precision (MC-MoE, exact DP): routed experts average %.3f bits (budget %.3f) "
+                                           "over candidates", res.expert_avg_bits, options.avg_bits);
+            std::string cands;
+            for (int b : options.candidate_bits) cands += " " + std::to_string(b);
+            res.notes.push_back(buf + cands);
+        }
         // GPTQ first (it needs every other quantized tensor of the earlier layers).
         std::map<std::string, std::vector<float>> gptq_weights;
         if (options.method == "gptq" && !options.dry_run) {
@@ -326,6 +363,7 @@ QuantizeResult quantize(const QuantizeOptions& options) {
             go.gptq.damp = options.damp;
             go.gptq.act_order = options.act_order;
             go.hessian = options.hessian;
+            go.expert_bits = expert_bits;
             go.min_expert_tokens = options.min_expert_tokens;
             go.calib = options.calib;
             go.batch_tokens = options.batch_tokens;
@@ -369,11 +407,15 @@ QuantizeResult quantize(const QuantizeOptions& options) {
                 rep.type = std::string(ggml_type_name(t));
                 rep.bytes = ggml_row_bytes(t, info.shape[1]) * static_cast<uint64_t>(info.shape[0]);
             } else {
-                rep.type = q.describe;
+                if (auto tb = tensor_bits.find(name); tb != tensor_bits.end()) {
+                    rq.grid.bits = tb->second;
+                    rq.describe = "int" + std::to_string(tb->second) + q.describe.substr(q.describe.find(' '));
+                }
+                rep.type = rq.describe;
                 const int64_t g = q.grid.group_size > 0 ? q.grid.group_size : info.shape[1];
                 const int64_t groups = (info.shape[1] + g - 1) / g * info.shape[0];
                 // b bits per weight + fp16 scale (+ zero point when asymmetric) per group.
-                rep.bytes = static_cast<uint64_t>((rep.n_elements * q.grid.bits + groups * (q.grid.symmetric ? 16 : 24)) / 8);
+                rep.bytes = static_cast<uint64_t>((rep.n_elements * rq.grid.bits + groups * (q.grid.symmetric ? 16 : 24)) / 8);
             }
             q_params += static_cast<double>(rep.n_elements);
             q_bits += static_cast<double>(rep.bytes) * 8.0;

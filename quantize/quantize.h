@@ -36,6 +36,7 @@
 #include "model/corpus.h"
 #include "quantize/ggml_quants.h"
 #include "quantize/gptq_model.h"
+#include "quantize/mixed_precision.h"
 #include "quantize/rtn.h"
 
 namespace moekit::quantize {
@@ -60,6 +61,11 @@ struct QuantizeOptions {
     double damp = 0.01;
     bool act_order = false;
     int64_t min_expert_tokens = 0;        // 0: d_model
+    // Mixed precision (quantize/mixed_precision.h): hf-fake with the integer grid only.
+    bool mixed_precision = false;
+    double avg_bits = 3.5;
+    std::vector<int> candidate_bits = {2, 3, 4, 8};
+    double mp_alpha = 1.0, mp_beta = 1.0;
     int threads = 0;
     std::string tool_version;
     std::function<void(double, const std::string&)> progress;
@@ -89,6 +95,8 @@ struct QuantizeResult {
     std::vector<GptqExpertReport> gptq_experts;
     int64_t calib_tokens = 0, gptq_passes = 0;
     std::vector<double> gptq_layer_seconds;
+    std::vector<ExpertProfile> mixed;     // mixed precision: per-expert factors and bits
+    double expert_avg_bits = 0;           // mixed precision: achieved average over routed experts
     int threads = 0;
     nlohmann::ordered_json moekit_json;
 };

@@ -52,6 +52,16 @@ nlohmann::ordered_json make_moekit_json(const QuantizeResult& r) {
             ex.push_back({{"layer", e.layer}, {"expert", e.expert}, {"tokens", e.tokens}, {"starved", e.starved},
                           {"loss_gate", e.loss_gate}, {"loss_up", e.loss_up}, {"loss_down", e.loss_down}});
     }
+    if (r.options.mixed_precision) {
+        j["params"]["mixed_precision"] = {{"avg_bits", r.options.avg_bits}, {"candidate_bits", r.options.candidate_bits},
+                                          {"alpha", r.options.mp_alpha}, {"beta", r.options.mp_beta},
+                                          {"objective", "min sum phi^alpha w^beta L_b s.t. sum b <= avg_bits * n_experts (exact DP)"}};
+        j["expert_avg_bits"] = r.expert_avg_bits;
+        auto& mp = j["mixed_precision"] = nlohmann::ordered_json::array();
+        for (const auto& p : r.mixed)
+            mp.push_back({{"layer", p.layer}, {"expert", p.expert}, {"tokens", p.tokens}, {"frequency", p.frequency},
+                          {"gate_mass", p.gate_mass}, {"error", p.error}, {"bits", p.bits}});
+    }
     auto& ts = j["tensors"] = nlohmann::ordered_json::array();
     for (const auto& t : r.tensors) {
         nlohmann::ordered_json e = {{"name", t.name}, {"type", t.type}};

@@ -41,6 +41,11 @@ def main():
         ("GPTQ int3 g32, layer Hessian", ["--bits", "3", "--group-size", "32", "--method", "gptq", "--hessian", "layer"] + gptq),
         ("GPTQ int3 g32, expert-aware", ["--bits", "3", "--group-size", "32", "--method", "gptq"] + gptq),
         ("GPTQ int3 g32, AGQ", ["--bits", "3", "--group-size", "32", "--method", "gptq", "--hessian", "agq"] + gptq),
+        ("RTN mixed precision, experts avg 3.0 of {2,3,4} g32", ["--bits", "3", "--group-size", "32", "--mixed-precision",
+                                                                 "--avg-bits", "3", "--candidate-bits", "2,3,4"] + gptq),
+        ("GPTQ expert-aware + mixed precision, experts avg 3.0 of {2,3,4} g32",
+         ["--bits", "3", "--group-size", "32", "--method", "gptq", "--mixed-precision", "--avg-bits", "3",
+          "--candidate-bits", "2,3,4"] + gptq),
         ("ggml q8_0 (= GGUF)", ["--type", "q8_0"]),
         ("ggml q4_K -> q5_0 fallback (= GGUF)", ["--type", "q4_K"]),
         ("ggml q4_0 (= GGUF)", ["--type", "q4_0"]),
@@ -66,7 +71,9 @@ def main():
              f"Demo model (`assets/demo-moe`, OLMoE, 16 experts top-2, d_model 128), {len(DOMAINS)} held-out domains x "
              f"{a.eval_tokens} tokens (`moekit eval --ref`); GPTQ calibrated on the training corpus, "
              f"{a.calib_tokens} tokens per domain. Bits = average stored bits per quantized weight (scales included). "
-             "GPTQ applies to the routed experts; attention, embedding and head are RTN on the same grid in every row. "
+             "GPTQ applies to the routed experts; attention, embedding and head are RTN on the same grid in every row; "
+             "mixed precision allocates widths to the routed experts only (rest at 3 bits), so its rows match the int3 "
+             "rows' average bits exactly. "
              "Produced by `scripts/quantize_results.py`.", "",
              "| variant | bits | ppl | ppl (original) | KL mean | KL p99 | top-1 agree | routing agree | quantize s | starved experts |",
              "|---|---|---|---|---|---|---|---|---|---|"]
