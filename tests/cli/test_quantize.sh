@@ -43,6 +43,8 @@ refused 1 "--calib is used by --method gptq only" -- quantize "$demo" --calib "$
 refused 1 "not implemented yet for GGUF" -- quantize "$tests/fixtures/deepseek_v2" -o "$g"
 refused 1 "--bits must be 2..8" -- quantize "$demo" --format hf-fake --bits 9 -o "$tmp/work/o"
 refused 1 "does not exist" -- quantize "$tmp/nope" -o "$g"
+refused 1 "per layer-projection" -- quantize "$demo" --mixed-precision --calib "$calib" -o "$g"
+refused 1 "below the smallest candidate" -- quantize "$demo" --format hf-fake --mixed-precision --avg-bits 1.5 --calib "$calib" --max-tokens 256 -o "$tmp/work/o"
 refused 0 "dry run: nothing written" -- quantize "$demo" --type q4_0 --dry-run
 
 # GGUF: written, fallbacks reported, an existing output needs --force.
@@ -78,4 +80,17 @@ for t in j["tensors"]:
     assert isinstance(t["snr_db"], float) and math.isfinite(t["snr_db"]), t
 PY
 expect 0 "KL" -- eval "$o" --data "$calib" --ref "$demo" --max-tokens 512
+rm -rf "${tmp:?}/work/"*
+
+# Mixed precision at an average of 3 bits over {2,3,4}: the budget holds exactly.
+o=$tmp/work/mp
+expect 0 "routed experts average 3.000 bits" -- quantize "$demo" --format hf-fake --bits 3 --group-size 32 \
+  --mixed-precision --avg-bits 3 --candidate-bits 2,3,4 --calib "$calib" --max-tokens 512 -o "$o"
+"$python" - "$o/moekit.json" <<'PY' || fail "mixed-precision moekit.json content"
+import json, sys
+j = json.load(open(sys.argv[1]))
+mp = j["mixed_precision"]
+assert len(mp) == 64 and sum(p["bits"] for p in mp) <= 3 * 64 and j["expert_avg_bits"] <= 3.0
+assert all(len(p["error"]) == 3 and p["error"][0] >= p["error"][2] for p in mp if p["tokens"] > 0)
+PY
 finish
