@@ -258,10 +258,11 @@ def make_olmoe256(d):
 def main():
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td)
-        check_model("demo", ROOT / "assets" / "demo-moe", ["q8_0", "q4_0", "q5_0", "q4_K", "f16", "bf16"], tmp)
+        # q4_K on the demo model is its q5_0 fallback (rows of 128); f16 is covered by bf16's path.
+        check_model("demo", ROOT / "assets" / "demo-moe", ["q8_0", "q4_0", "q5_0", "bf16"], tmp)
         make_olmoe256(tmp / "olmoe256")
         check_model("olmoe256", tmp / "olmoe256", ["q4_K", "q6_K"], tmp)
-        for fx in ["olmoe", "qwen3_moe", "mixtral"]:
+        for fx in ["qwen3_moe", "mixtral"]:  # OLMoE: the demo model and olmoe256
             check_model(fx, FIXTURES / fx, ["q8_0"], tmp)
         compare_with_converter([("demo", ROOT / "assets" / "demo-moe"), ("olmoe", FIXTURES / "olmoe"),
                                 ("qwen3_moe", FIXTURES / "qwen3_moe")], tmp)
