@@ -17,7 +17,7 @@ GPTQ: `moekit quantize MODEL --method gptq --format hf-fake --calib ids.bin` on 
 gptq_layer_seconds from moekit.json (GPTQ compute per MoE layer, excluding the forward pass).
 
 Usage: .venv/bin/python bench/bench_quantize.py [--moekit build/moekit] [--threads 2] [--runs 2]
-       [--llama-build DIR] [--types q8_0,q4_0,q4_K]
+       [--llama-build DIR] [--types q8_0,q4_0,q4_K] [--no-llama]
 Writes bench/results/quantize.json and prints a Markdown table.
 """
 import argparse
@@ -56,6 +56,7 @@ def main():
     ap.add_argument("--types", default="q8_0,q4_0,q4_K")
     ap.add_argument("--llama-build", default=str(ROOT / "bench" / "out" / "llama-build"))
     ap.add_argument("--work", default=None)
+    ap.add_argument("--no-llama", action="store_true", help="skip building/running llama-quantize")
     a = ap.parse_args()
     work = Path(a.work or tempfile.mkdtemp(prefix="bench-quantize-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -70,7 +71,7 @@ def main():
 
     # llama-quantize
     lq = Path(a.llama_build) / "bin" / "llama-quantize"
-    if not lq.exists():
+    if not lq.exists() and not a.no_llama:
         src = ROOT / ".deps" / "llama.cpp"
         if (src / "CMakeLists.txt").exists():
             subprocess.run(["cmake", "-S", str(src), "-B", a.llama_build, "-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF",
@@ -88,7 +89,7 @@ def main():
         mt = best_time([a.moekit, "quantize", str(model), "--type", t, "-o", str(out), "--force", "--threads",
                         str(a.threads)], a.runs)
         row = {"type": t, "moekit_s": mt, "moekit_gb_s": src_bytes / mt / 1e9}
-        if lq.exists():
+        if lq.exists() and not a.no_llama:
             lt = best_time([str(lq), "--pure", str(base), str(work / f"llama-{t}.gguf"), t.upper() if t != "q4_K" else "Q4_K",
                             str(a.threads)], a.runs)
             row.update(llama_quantize_s=lt, llama_gb_s=src_bytes / lt / 1e9, ratio=lt / mt)
