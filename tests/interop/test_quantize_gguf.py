@@ -13,6 +13,8 @@ For the demo model and every architecture fixture GGUF supports, and every ggml 
     scripts/reference/convert_hf_to_gguf_ref.py) writes the same metadata keys and values and
     the same tensor names, shapes and types as `moekit quantize --type f32` (only general.name,
     general.size_label, general.quantized_by may differ), and the same f32 data.
+transformers loads --format hf-fake output of every fixture architecture without missing or
+unexpected keys, holding exactly the values moekit wrote.
 Refusals: Qwen2-MoE with dense layers, DeepSeek, gptq format, unsupported bits: exit 1, nothing written.
 Exit 77 (skip) without the gguf package.
 """
@@ -255,6 +257,30 @@ def make_olmoe256(d):
     save_file(t, str(d / "model.safetensors"), metadata={"format": "pt"})
 
 
+def check_hf_fake_loads(tmp):
+    """transformers loads --format hf-fake output of every architecture (no missing or unexpected
+    keys) and holds exactly the dequantized values moekit wrote."""
+    try:
+        import torch
+        import transformers
+    except ImportError:
+        print("note: transformers not installed; hf-fake load check skipped")
+        return
+    for fx in ["olmoe", "qwen2_moe", "qwen3_moe", "mixtral", "deepseek_v2", "deepseek_v3"]:
+        out = tmp / f"hf-{fx}"
+        run(["quantize", FIXTURES / fx, "--format", "hf-fake", "--bits", "4", "--group-size", "16", "-o", out])
+        model, info = transformers.AutoModelForCausalLM.from_pretrained(str(out), dtype=torch.float32,
+                                                                         output_loading_info=True)
+        check(not info["missing_keys"] and not info["unexpected_keys"],
+              f"{fx}: transformers loading info {info}")
+        written = load_source_f32(out)
+        sd = model.state_dict()
+        # transformers 5 fuses experts on load; compare a tensor it keeps as is.
+        attn = next(k for k in written if k.endswith("o_proj.weight"))
+        check(np.array_equal(sd[attn].numpy(), written[attn]), f"{fx}: {attn} differs after loading")
+        print(f"ok: transformers loads hf-fake {fx}")
+
+
 def main():
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td)
@@ -266,6 +292,7 @@ def main():
             check_model(fx, FIXTURES / fx, ["q8_0"], tmp)
         compare_with_converter([("demo", ROOT / "assets" / "demo-moe"), ("olmoe", FIXTURES / "olmoe"),
                                 ("qwen3_moe", FIXTURES / "qwen3_moe")], tmp)
+        check_hf_fake_loads(tmp)
         # Refusals: exit 1, nothing written.
         for args, what in [
             ([FIXTURES / "qwen2_moe", "-o", tmp / "x.gguf"], "dense MLP layer"),
