@@ -3,6 +3,7 @@
 // gguf_model.h.
 #include <fstream>
 #include <map>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -42,7 +43,7 @@ bool is_byte_level(const json& pre) {
 }
 
 // GGUF token types (llama.cpp's llama_token_type).
-constexpr int32_t kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5, kByte = 6;
+constexpr int32_t kNormal = 1, kControl = 3, kUserDefined = 4, kUnused = 5, kByte = 6;
 
 }  // namespace
 
@@ -73,6 +74,19 @@ void add_gguf_tokenizer(io::GgufWriter& w, const fs::path& dir, const io::HfConf
     }
     const int64_t vocab_size = config.get_int_or("vocab_size", by_id.empty() ? 0 : by_id.rbegin()->first + 1);
 
+    json tc = fs::exists(dir / "tokenizer_config.json") ? load_json(dir / "tokenizer_config.json") : json::object();
+    // SentencePiece-style vocabularies (gguf-py's LlamaHfVocab): control tokens are the
+    // tokenizer's named special tokens (all_special_ids), other added tokens are user-defined.
+    std::set<std::string> named_special;
+    for (const char* k : {"bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"}) {
+        if (auto e = tc.find(k); e != tc.end()) {
+            if (e->is_string()) named_special.insert(e->get<std::string>());
+            if (e->is_object() && e->contains("content") && (*e)["content"].is_string()) named_special.insert((*e)["content"]);
+        }
+    }
+    if (auto e = tc.find("additional_special_tokens"); e != tc.end() && e->is_array())
+        for (const auto& x : *e)
+            if (x.is_string()) named_special.insert(x.get<std::string>());
     std::vector<std::string> tokens;
     std::vector<int32_t> types;
     std::vector<float> scores;
@@ -87,15 +101,16 @@ void add_gguf_tokenizer(io::GgufWriter& w, const fs::path& dir, const io::HfConf
         const std::string& t = it->second;
         int32_t type = kNormal;
         if (auto a = added.find(i); a != added.end()) {
-            type = (a->second.value("special", false) || looks_special(t)) ? kControl : kUserDefined;
+            if (spm_style)
+                type = named_special.count(t) ? kControl : kUserDefined;
+            else
+                type = (a->second.value("special", false) || looks_special(t)) ? kControl : kUserDefined;
         } else if (spm_style && t.size() == 6 && t.rfind("<0x", 0) == 0 && t.back() == '>') {
             type = kByte;
         }
-        if (spm_style && model.contains("unk_token") && model["unk_token"].is_string() && t == model["unk_token"])
-            type = kUnknown;
         tokens.push_back(t);
         types.push_back(type);
-        scores.push_back(-static_cast<float>(i));
+        scores.push_back(-1000.0f);  // gguf-py's LlamaHfVocab: no scores in tokenizer.json, every token -1000
     }
     w.set("tokenizer.ggml.model", GgufValue::str(byte_level ? "gpt2" : "llama"));
     if (byte_level) {
@@ -127,7 +142,6 @@ void add_gguf_tokenizer(io::GgufWriter& w, const fs::path& dir, const io::HfConf
     }
 
     // Special tokens: tokenizer_config.json first, then config.json's *_token_id (gguf-py SpecialVocab).
-    json tc = fs::exists(dir / "tokenizer_config.json") ? load_json(dir / "tokenizer_config.json") : json::object();
     std::map<std::string, bool> add_flag;
     if (const json& pp = tok.value("post_processor", json()); pp.is_object()) {
         json procs = pp.contains("processors") ? pp["processors"] : json::array({pp});
@@ -140,13 +154,33 @@ void add_gguf_tokenizer(io::GgufWriter& w, const fs::path& dir, const io::HfConf
                 const json single = p.value("single", json::array());
                 const std::string bos = tc.contains("bos_token") && tc["bos_token"].is_string() ? tc["bos_token"].get<std::string>() : "";
                 const std::string eos = tc.contains("eos_token") && tc["eos_token"].is_string() ? tc["eos_token"].get<std::string>() : "";
+                std::string first, last;
                 if (single.size() > 1) {
                     if (single.front().contains("SpecialToken")) {
-                        const auto first = single.front()["SpecialToken"].value("id", "");
+                        first = single.front()["SpecialToken"].value("id", "");
                         if (bos.empty() && !first.empty()) tc["bos_token"] = first;
                         add_flag["bos"] = bos.empty() || first == bos;
                     }
-                    if (single.back().contains("SpecialToken")) add_flag["eos"] = single.back()["SpecialToken"].value("id", "") == eos;
+                    if (single.back().contains("SpecialToken")) {
+                        last = single.back()["SpecialToken"].value("id", "");
+                        add_flag["eos"] = last == eos;
+                    }
+                }
+                // Pair template "[first] A [sep...] B [last]": add_sep as gguf-py's SpecialVocab derives it.
+                json pair = p.value("pair", json::array());
+                auto special_id = [](const json& e) { return e.contains("SpecialToken") ? e["SpecialToken"].value("id", "") : std::string(); };
+                auto seq_id = [](const json& e) { return e.contains("Sequence") ? e["Sequence"].value("id", "") : std::string(); };
+                std::size_t b = (!first.empty() && !pair.empty() && special_id(pair.front()) == first) ? 1 : 0;
+                std::size_t e = pair.size();
+                if (!last.empty() && e > b && special_id(pair[e - 1]) == last) --e;
+                if (e > b && seq_id(pair[b]) == "A" && seq_id(pair[e - 1]) == "B" && e - b > 2) {
+                    const std::string sep = tc.contains("sep_token") && tc["sep_token"].is_string() ? tc["sep_token"].get<std::string>() : "";
+                    auto is_sep = [&](const std::string& id) { return !id.empty() && (id == sep || id == eos); };
+                    bool add_sep = false;
+                    const std::string m0 = special_id(pair[b + 1]);
+                    if (is_sep(m0) && last.empty()) add_sep = true;
+                    if (e - b - 2 == 2 && is_sep(special_id(pair[b + 2]))) add_sep = true;
+                    add_flag["sep"] = add_sep;
                 }
             }
         }

@@ -12,7 +12,8 @@ For the demo model and every architecture fixture GGUF supports, and every ggml 
   * llama.cpp's convert_hf_to_gguf.py (run once, in one subprocess, through
     scripts/reference/convert_hf_to_gguf_ref.py) writes the same metadata keys and values and
     the same tensor names, shapes and types as `moekit quantize --type f32` (only general.name,
-    general.size_label, general.quantized_by may differ), and the same f32 data.
+    general.size_label, general.quantized_by may differ), and the same f32 data — for the demo
+    model, OLMoE, Qwen3-MoE and Mixtral (llama vocabulary, permuted Q/K; needs sentencepiece).
 transformers loads --format hf-fake output of every fixture architecture without missing or
 unexpected keys, holding exactly the values moekit wrote.
 Refusals: Qwen2-MoE with dense layers, DeepSeek, gptq format, unsupported bits: exit 1, nothing written.
@@ -290,8 +291,13 @@ def main():
         check_model("olmoe256", tmp / "olmoe256", ["q4_K", "q6_K"], tmp)
         for fx in ["qwen3_moe", "mixtral"]:  # OLMoE: the demo model and olmoe256
             check_model(fx, FIXTURES / fx, ["q8_0"], tmp)
-        compare_with_converter([("demo", ROOT / "assets" / "demo-moe"), ("olmoe", FIXTURES / "olmoe"),
-                                ("qwen3_moe", FIXTURES / "qwen3_moe")], tmp)
+        pairs = [("demo", ROOT / "assets" / "demo-moe"), ("olmoe", FIXTURES / "olmoe"), ("qwen3_moe", FIXTURES / "qwen3_moe")]
+        try:  # the converter's llama-vocabulary path imports sentencepiece
+            import sentencepiece  # noqa: F401
+            pairs.append(("mixtral", FIXTURES / "mixtral"))
+        except ImportError:
+            print("note: sentencepiece not installed; Mixtral converter comparison skipped")
+        compare_with_converter(pairs, tmp)
         check_hf_fake_loads(tmp)
         # Refusals: exit 1, nothing written.
         for args, what in [
