@@ -47,14 +47,14 @@ CLI::App* add_quantize(CLI::App& app, QuantizeCommand& command) {
     sub->add_option("MODEL_DIR", command.model_dir, "Checkpoint directory to quantize")->required();
     sub->add_option("-o,--output", command.output, "OUT.gguf (gguf) or OUT_DIR (hf-fake); must not exist unless --force");
     sub->add_option("--format", command.format, "gguf (default), hf-fake, or gptq (not implemented yet)");
-    sub->add_option("--method", command.method, "rtn (default) or gptq (not implemented yet)");
+    sub->add_option("--method", command.method, "rtn (default) or gptq (hf-fake: sequential GPTQ of the routed experts; needs --calib)");
     sub->add_option("--bits", command.bits, "4 (default), 5, 6 or 8 for GGUF; 2..8 for the hf-fake integer grid");
     sub->add_option("--type", command.type, "ggml type: q4_0, q4_K, q5_0, q6_K, q8_0, f16, bf16, f32 (overrides --bits)");
     sub->add_option("--group-size", command.group_size, "hf-fake integer grid: weights per scale along a row (default 128; 0: whole row)");
     sub->add_flag("--asym", command.asym, "hf-fake integer grid: asymmetric (scale + zero point) instead of symmetric");
     sub->add_flag("--keep-embeddings", command.keep_embeddings, "Leave the token embedding and output head unquantized");
     sub->add_option("--fake-dtype", command.fake_dtype, "hf-fake: f32 (exact, default) or source (round to the source dtype)");
-    sub->add_option("--calib", command.calib, "Calibration data for gptq: FILE[,FILE...] or DOMAIN=FILE[,...]");
+    sub->add_option("--calib", command.calib, "Calibration data for gptq and --mixed-precision: FILE[,FILE...] or DOMAIN=FILE[,...]");
     sub->add_option("--calib-format", command.corpus.format, "Calibration data format: auto (by extension), text, jsonl, bin, npy")
         ->check(CLI::IsMember({"auto", "text", "jsonl", "bin", "npy"}));
     sub->add_option("--seq-len", command.corpus.seq_len, "Calibration window length in tokens (default: min(512, max_position_embeddings))");
