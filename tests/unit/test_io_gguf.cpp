@@ -3,6 +3,7 @@
 // tensor), refusal of an existing file without force, and no partial file after a throwing fill.
 // gguf-py reading moekit's files is tests/interop/test_quantize_gguf.py.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
