@@ -36,8 +36,10 @@ CLI::App* add_quantize(CLI::App& app, QuantizeCommand& command) {
         "--format gptq (packed safetensors) are not implemented yet.\n"
         "--mixed-precision (hf-fake, needs --calib): each routed expert gets a width from --candidate-bits, chosen\n"
         "to minimize sum frequency^a * gate_mass^b * measured output error under --avg-bits (exact DP); the rest\n"
-        "keeps --bits. In GGUF all experts of a projection share one type, so there the allocation would be per\n"
-        "layer-projection: not implemented yet.\n"
+        "keeps --bits. In GGUF all experts of a projection share one tensor type, so there the allocation is per\n"
+        "layer-projection: each expert gate/up/down tensor gets a type from --candidate-types (default\n"
+        "q4_0,q5_0,q8_0) minimizing the frequency/gate-weighted output error of its experts under --avg-bits\n"
+        "(real bits per weight incl. block scales, after fallbacks).\n"
         "The report gives, per tensor, the SNR in dB, the relative RMSE and the largest absolute error\n"
         "(fp32 source vs dequantized), and the average bits per quantized weight.\n\n"
         "Examples:\n"
@@ -64,9 +66,10 @@ CLI::App* add_quantize(CLI::App& app, QuantizeCommand& command) {
     sub->add_flag("--act-order", command.act_order, "gptq: quantize columns in order of decreasing H_ii");
     sub->add_option("--min-expert-tokens", command.min_expert_tokens, "gptq: routed tokens below which an expert falls back to RTN (default d_model)");
     sub->add_flag("--mixed-precision", command.mixed_precision,
-                  "hf-fake: bits per routed expert (MC-MoE: frequency, gate mass, measured error; exact DP under --avg-bits)");
+                  "Bits per routed expert (hf-fake) or per layer-projection (gguf): MC-MoE, exact DP under --avg-bits");
     sub->add_option("--avg-bits", command.avg_bits, "Mixed precision: average bits over the routed experts (default 3.5)");
     sub->add_option("--candidate-bits", command.candidate_bits, "Mixed precision: widths to choose from (default 2,3,4,8)")->delimiter(',');
+    sub->add_option("--candidate-types", command.candidate_types, "Mixed precision in GGUF: ggml types to choose from (default q4_0,q5_0,q8_0)")->delimiter(',');
     sub->add_option("--mp-alpha", command.mp_alpha, "Mixed precision: exponent of the frequency (default 1)");
     sub->add_option("--mp-beta", command.mp_beta, "Mixed precision: exponent of the gate mass (default 1)");
     sub->add_flag("--dry-run", command.dry_run, "Print the plan (types, fallbacks, sizes) without writing anything");
@@ -95,6 +98,7 @@ int run_quantize(const QuantizeCommand& command) {
     options.mixed_precision = command.mixed_precision;
     options.avg_bits = command.avg_bits;
     options.candidate_bits = command.candidate_bits;
+    options.candidate_types = command.candidate_types;
     options.mp_alpha = command.mp_alpha;
     options.mp_beta = command.mp_beta;
     options.hessian = command.hessian;

@@ -88,6 +88,7 @@ struct QuantizeCommand {
     bool mixed_precision = false;
     double avg_bits = 3.5;
     std::vector<int> candidate_bits = {2, 3, 4, 8};
+    std::vector<std::string> candidate_types = {"q4_0", "q5_0", "q8_0"};
     double mp_alpha = 1.0, mp_beta = 1.0;
     bool dry_run = false;
     bool force = false;

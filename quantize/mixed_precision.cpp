@@ -15,9 +15,15 @@
 namespace moekit::quantize {
 
 std::vector<int> allocate_exact(const std::vector<std::vector<double>>& cost, const std::vector<int>& bits, int64_t budget) {
-    const std::size_t n = cost.size(), m = bits.size();
-    const int min_bits = *std::min_element(bits.begin(), bits.end());
-    if (static_cast<int64_t>(n) * min_bits > budget)
+    return allocate_exact_units(cost, std::vector<std::vector<int>>(cost.size(), bits), budget);
+}
+
+std::vector<int> allocate_exact_units(const std::vector<std::vector<double>>& cost, const std::vector<std::vector<int>>& unit_bits,
+                                      int64_t budget) {
+    const std::size_t n = cost.size();
+    int64_t min_total = 0;
+    for (const auto& b : unit_bits) min_total += *std::min_element(b.begin(), b.end());
+    if (min_total > budget)
         throw Error("quantize", "--avg-bits is below the smallest candidate width; nothing fits the budget");
     const double inf = std::numeric_limits<double>::infinity();
     const std::size_t B = static_cast<std::size_t>(budget);
@@ -28,7 +34,8 @@ std::vector<int> allocate_exact(const std::vector<std::vector<double>>& cost, co
     for (std::size_t e = 0; e < n; ++e)
         for (std::size_t b = 0; b <= B; ++b) {
             if (best[e][b] == inf) continue;
-            for (std::size_t c = 0; c < m; ++c) {
+            const auto& bits = unit_bits[e];
+            for (std::size_t c = 0; c < bits.size(); ++c) {
                 const std::size_t nb = b + static_cast<std::size_t>(bits[c]);
                 if (nb > B) continue;
                 const double v = best[e][b] + cost[e][c];
@@ -45,7 +52,7 @@ std::vector<int> allocate_exact(const std::vector<std::vector<double>>& cost, co
     for (std::size_t e = n; e > 0; --e) {
         const int c = choice[e][bstar];
         out[e - 1] = c;
-        bstar -= static_cast<std::size_t>(bits[static_cast<std::size_t>(c)]);
+        bstar -= static_cast<std::size_t>(unit_bits[e - 1][static_cast<std::size_t>(c)]);
     }
     return out;
 }

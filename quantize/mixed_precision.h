@@ -13,11 +13,14 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "io/checkpoint.h"
 #include "model/corpus.h"
+#include "quantize/ggml_quants.h"
 #include "quantize/rtn.h"
 
 namespace moekit::quantize {
@@ -34,6 +37,9 @@ struct ExpertProfile {
 // Exact minimizer of sum cost[e][c] subject to sum bits[c_e] <= budget (integers). Returns the
 // chosen candidate index per expert; throws Error if even the smallest widths exceed the budget.
 std::vector<int> allocate_exact(const std::vector<std::vector<double>>& cost, const std::vector<int>& bits, int64_t budget);
+// The same with a width list per unit (bits[u][c]).
+std::vector<int> allocate_exact_units(const std::vector<std::vector<double>>& cost, const std::vector<std::vector<int>>& bits,
+                                      int64_t budget);
 
 struct MixedPrecisionOptions {
     std::vector<int> candidates = {2, 3, 4, 8};
@@ -48,5 +54,28 @@ struct MixedPrecisionOptions {
 
 // Profiles every routed expert and allocates bits (ExpertProfile::bits).
 std::vector<ExpertProfile> mixed_precision_plan(const io::Checkpoint& checkpoint, const MixedPrecisionOptions& options);
+
+// GGUF (quantize/mixed_gguf.cpp): all experts of a layer-projection share one tensor and so one
+// ggml type; the allocation unit is the layer-projection. options.avg_bits is over the routed-expert
+// weights in real bits per weight (block scales included, after llama-quantize's fallback).
+struct ProjectionStats {
+    struct Expert {
+        int64_t tokens = 0;
+        double gate_sum = 0;
+        std::vector<std::vector<double>> error;  // [projection][candidate] summed squared output error
+    };
+    int64_t tokens = 0;
+    std::map<int64_t, Expert> experts;
+};
+struct ProjectionProfile {
+    int64_t layer = 0;
+    int projection = 0;                   // 0 gate, 1 up, 2 down
+    std::vector<GgmlType> types;          // each candidate after the row-length fallback
+    std::vector<double> error;            // sum_e phi^alpha w^beta MSE at each candidate
+    int choice = 0;
+    GgmlType type = GgmlType::Q8_0;
+};
+std::vector<ProjectionProfile> mixed_precision_gguf_plan(const io::Checkpoint& checkpoint, const std::vector<GgmlType>& candidates,
+                                                         const MixedPrecisionOptions& options);
 
 }  // namespace moekit::quantize

@@ -182,10 +182,7 @@ void validate(const QuantizeOptions& o) {
                                 "--type " + o.type + " is not supported with gptq");
     if (o.method == "gptq" && o.calib.data.empty())
         throw Error("quantize", "--method gptq needs calibration data (--calib FILE[,FILE...])");
-    if (o.mixed_precision && o.format == "gguf")
-        throw Error("quantize", "--mixed-precision with --format gguf is not implemented yet (GGUF would allocate per "
-                                "layer-projection, since all experts of a projection share one tensor type); use --format hf-fake");
-    if (o.mixed_precision && !o.type.empty())
+    if (o.mixed_precision && o.format != "gguf" && !o.type.empty())
         throw Error("quantize", "--mixed-precision allocates integer-grid widths; --type is not supported with it");
     if (o.mixed_precision && o.calib.data.empty())
         throw Error("quantize", "--mixed-precision needs calibration data (--calib FILE[,FILE...])");
@@ -237,6 +234,38 @@ QuantizeResult quantize(const QuantizeOptions& options) {
         const GgufModelPlan plan = plan_gguf_model(ck, arch, c);
         res.gguf_arch = plan.arch;
         res.notes = plan.notes;
+        std::map<std::string, GgmlType> type_override;
+        if (options.mixed_precision && !options.dry_run) {
+            std::vector<GgmlType> cands;
+            for (const auto& n : options.candidate_types) {
+                const auto t = parse_ggml_type(n);
+                if (!t || !ggml_is_quantized(*t))
+                    throw Error("quantize", "--candidate-types: '" + n + "' is not a quantized ggml type (q4_0, q4_K, q5_0, q6_K, q8_0)");
+                cands.push_back(*t);
+            }
+            MixedPrecisionOptions mo;
+            mo.avg_bits = options.avg_bits;
+            mo.alpha = options.mp_alpha;
+            mo.beta = options.mp_beta;
+            mo.calib = options.calib;
+            mo.batch_tokens = options.batch_tokens;
+            mo.threads = options.threads;
+            mo.progress = [&](double f, const std::string& what) { progress(0.5 * f, what); };
+            res.mixed_gguf = mixed_precision_gguf_plan(ck, cands, mo);
+            static const char* proj[] = {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"};
+            double sum = 0;
+            for (const auto& p : res.mixed_gguf) {
+                type_override["blk." + std::to_string(p.layer) + "." + proj[p.projection] + ".weight"] = p.type;
+                sum += ggml_bits_per_weight(p.type);
+            }
+            res.expert_avg_bits = res.mixed_gguf.empty() ? 0 : sum / static_cast<double>(res.mixed_gguf.size());
+            char buf[300];
+            std::snprintf(buf, sizeof buf,
+                          "mixed precision per layer-projection (GGUF stores all experts of a projection in one tensor "
+                          "with one type, so experts cannot differ): routed experts average %.3f bits per weight "
+                          "(budget %.3f, exact DP)", res.expert_avg_bits, options.avg_bits);
+            res.notes.push_back(buf);
+        }
         io::GgufWriter w;
         add_gguf_hparams(w, plan, ck, c);
         w.set("general.file_type", io::GgufValue::u32(llama_file_type(*q.ggml)));
@@ -251,9 +280,11 @@ QuantizeResult quantize(const QuantizeOptions& options) {
             GgmlType type = GgmlType::F32;
             const bool is_embed = t.role == TensorRole::embedding || t.role == TensorRole::output;
             if (t.quantizable && !(is_embed && options.keep_embeddings)) {
-                rep.requested_type = std::string(ggml_type_name(*q.ggml));
-                type = ggml_fallback_type(*q.ggml, t.ne[0]);
-                rep.fallback = type != *q.ggml;
+                const auto ov = type_override.find(t.name);
+                const GgmlType want = ov != type_override.end() ? ov->second : *q.ggml;
+                rep.requested_type = std::string(ggml_type_name(want));
+                type = ggml_fallback_type(want, t.ne[0]);
+                rep.fallback = type != want;
                 if (rep.fallback) ++res.n_fallback;
             } else if (t.quantizable) {
                 const auto dt = ck.at(t.sources[0]).info->dtype;

@@ -64,7 +64,8 @@ struct QuantizeOptions {
     // Mixed precision (quantize/mixed_precision.h): hf-fake with the integer grid only.
     bool mixed_precision = false;
     double avg_bits = 3.5;
-    std::vector<int> candidate_bits = {2, 3, 4, 8};
+    std::vector<int> candidate_bits = {2, 3, 4, 8};               // hf-fake integer grid
+    std::vector<std::string> candidate_types = {"q4_0", "q5_0", "q8_0"};  // gguf
     double mp_alpha = 1.0, mp_beta = 1.0;
     int threads = 0;
     std::string tool_version;
@@ -97,6 +98,7 @@ struct QuantizeResult {
     std::vector<double> gptq_layer_seconds;
     std::vector<ExpertProfile> mixed;     // mixed precision: per-expert factors and bits
     double expert_avg_bits = 0;           // mixed precision: achieved average over routed experts
+    std::vector<ProjectionProfile> mixed_gguf;  // mixed precision in GGUF: per layer-projection
     int threads = 0;
     nlohmann::ordered_json moekit_json;
 };

@@ -52,7 +52,22 @@ nlohmann::ordered_json make_moekit_json(const QuantizeResult& r) {
             ex.push_back({{"layer", e.layer}, {"expert", e.expert}, {"tokens", e.tokens}, {"starved", e.starved},
                           {"loss_gate", e.loss_gate}, {"loss_up", e.loss_up}, {"loss_down", e.loss_down}});
     }
-    if (r.options.mixed_precision) {
+    if (r.options.mixed_precision && !r.mixed_gguf.empty()) {
+        j["params"]["mixed_precision"] = {{"avg_bits", r.options.avg_bits}, {"candidate_types", r.options.candidate_types},
+                                          {"alpha", r.options.mp_alpha}, {"beta", r.options.mp_beta},
+                                          {"unit", "layer-projection (GGUF: one type per expert tensor)"},
+                                          {"objective", "min sum_units sum_e phi_e^alpha w_e^beta MSE_e(projection at type) "
+                                                        "s.t. mean bits per weight <= avg_bits (exact DP, 1/16-bit units)"}};
+        j["expert_avg_bits"] = r.expert_avg_bits;
+        auto& mp = j["mixed_precision"] = nlohmann::ordered_json::array();
+        static const char* proj[] = {"gate", "up", "down"};
+        for (const auto& p : r.mixed_gguf) {
+            nlohmann::ordered_json types = nlohmann::ordered_json::array();
+            for (auto t : p.types) types.push_back(std::string(ggml_type_name(t)));
+            mp.push_back({{"layer", p.layer}, {"projection", proj[p.projection]}, {"candidates", types}, {"error", p.error},
+                          {"type", std::string(ggml_type_name(p.type))}});
+        }
+    } else if (r.options.mixed_precision) {
         j["params"]["mixed_precision"] = {{"avg_bits", r.options.avg_bits}, {"candidate_bits", r.options.candidate_bits},
                                           {"alpha", r.options.mp_alpha}, {"beta", r.options.mp_beta},
                                           {"objective", "min sum phi^alpha w^beta L_b s.t. sum b <= avg_bits * n_experts (exact DP)"}};

@@ -43,7 +43,7 @@ refused 1 "--calib is used by --method gptq only" -- quantize "$demo" --calib "$
 refused 1 "not implemented yet for GGUF" -- quantize "$tests/fixtures/deepseek_v2" -o "$g"
 refused 1 "--bits must be 2..8" -- quantize "$demo" --format hf-fake --bits 9 -o "$tmp/work/o"
 refused 1 "does not exist" -- quantize "$tmp/nope" -o "$g"
-refused 1 "per layer-projection" -- quantize "$demo" --mixed-precision --calib "$calib" -o "$g"
+refused 1 "not a quantized ggml type" -- quantize "$demo" --mixed-precision --candidate-types q4_0,f16 --calib "$calib" --max-tokens 256 -o "$g"
 refused 1 "below the smallest candidate" -- quantize "$demo" --format hf-fake --mixed-precision --avg-bits 1.5 --calib "$calib" --max-tokens 256 -o "$tmp/work/o"
 refused 0 "dry run: nothing written" -- quantize "$demo" --type q4_0 --dry-run
 
@@ -92,5 +92,23 @@ j = json.load(open(sys.argv[1]))
 mp = j["mixed_precision"]
 assert len(mp) == 64 and sum(p["bits"] for p in mp) <= 3 * 64 and j["expert_avg_bits"] <= 3.0
 assert all(len(p["error"]) == 3 and p["error"][0] >= p["error"][2] for p in mp if p["tokens"] > 0)
+PY
+rm -rf "${tmp:?}/work/"*
+
+# Mixed precision in GGUF: one type per layer-projection, real bits per weight within the budget,
+# and gguf-py reads the tensors with the chosen types.
+expect 0 "per layer-projection" -- quantize "$demo" --type q4_0 --mixed-precision --avg-bits 6 \
+  --candidate-types q4_0,q5_0,q8_0 --calib "$calib" --max-tokens 512 -o "$g"
+"$python" - "$g" "$tmp/work/out.moekit.json" <<'PY' || fail "GGUF mixed precision"
+import json, sys
+import gguf
+j = json.load(open(sys.argv[2]))
+mp = j["mixed_precision"]
+assert len(mp) == 4 * 3 and j["expert_avg_bits"] <= 6.0 + 1e-9, j["expert_avg_bits"]
+types = {t.name: t.tensor_type.name.lower() for t in gguf.GGUFReader(sys.argv[1]).tensors}
+for p in mp:
+    name = f"blk.{p['layer']}.ffn_{p['projection']}_exps.weight"
+    assert types[name] == p["type"].lower(), (name, types[name], p["type"])
+assert types["blk.0.attn_q.weight"] == "q4_0"
 PY
 finish
