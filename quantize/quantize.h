@@ -20,6 +20,8 @@
 // Methods: rtn (round to nearest); gptq (quantize/gptq_model.h: sequential layers, routed experts
 // GPTQ'd with a layer-wide, per-expert or gate-weighted Hessian, the rest RTN) for --format
 // hf-fake with the integer grid; GPTQ into GGUF blocks is not implemented yet (refused).
+// Mixed precision (quantize/mixed_precision.h): bits per routed expert (hf-fake) or one ggml type
+// per layer-projection (gguf, where all experts of a projection share one tensor).
 // Report: per quantized tensor SNR (dB), relative RMSE and max |error| (vs the fp32 source),
 // in OUT's moekit.json and --json.
 #pragma once
