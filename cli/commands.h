@@ -102,4 +102,33 @@ struct SvdCommand {
 CLI::App* add_svd(CLI::App& app, SvdCommand& command);
 int run_svd(const SvdCommand& command);
 
+struct QuantizeCommand {
+    CommonOptions common;
+    std::string model_dir;
+    std::string output;
+    std::string format = "gguf";
+    std::string method = "rtn";
+    int bits = 4;
+    std::string type;                 // ggml type; empty: from --bits
+    int64_t group_size = 128;
+    bool asym = false;
+    bool keep_embeddings = false;
+    std::string fake_dtype = "f32";
+    std::string calib;
+    std::string hessian = "expert";
+    double damp = 0.01;
+    bool act_order = false;
+    int64_t min_expert_tokens = 0;
+    bool mixed_precision = false;
+    double avg_bits = 3.5;
+    std::vector<int> candidate_bits = {2, 3, 4, 8};
+    std::vector<std::string> candidate_types = {"q4_0", "q5_0", "q8_0"};
+    double mp_alpha = 1.0, mp_beta = 1.0;
+    bool dry_run = false;
+    bool force = false;
+    CorpusFlags corpus;
+};
+CLI::App* add_quantize(CLI::App& app, QuantizeCommand& command);
+int run_quantize(const QuantizeCommand& command);
+
 }  // namespace moekit::cli

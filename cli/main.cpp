@@ -52,6 +52,8 @@ int run(int argc, char** argv) {
     CLI::App* merge_app = add_merge(app, merge);
     SvdCommand svd;
     CLI::App* svd_app = add_svd(app, svd);
+    QuantizeCommand quantize;
+    CLI::App* quantize_app = add_quantize(app, quantize);
 
     if (argc == 1) {
         std::cout << app.help();
@@ -75,6 +77,7 @@ int run(int argc, char** argv) {
     if (prune_app->parsed()) return run_prune(prune);
     if (merge_app->parsed()) return run_merge(merge);
     if (svd_app->parsed()) return run_svd(svd);
+    if (quantize_app->parsed()) return run_quantize(quantize);
     return 1;
 }
 

@@ -65,6 +65,26 @@ else
   echo "$wanted" >> "$stamp"
 fi
 
+# 2b. llama.cpp sources (oracle only) -----------------------------------------------------
+# The quantize tests compare moekit's GGUF blocks with ggml's own C quantizers (ggml-quants.c,
+# compiled alone into a tiny test library) and bench/bench_quantize.py builds llama-quantize and
+# llama-perplexity from the same sources. The llama-cpp-python source distribution vendors
+# llama.cpp; it is fetched once into .deps/llama.cpp. moekit itself never needs it.
+llama_sdist=llama-cpp-python==0.3.36
+if [[ ! -f .deps/llama.cpp/ggml/src/ggml-quants.c ]]; then
+  say "fetching llama.cpp sources ($llama_sdist sdist) into .deps/llama.cpp"
+  tmp=$(mktemp -d)
+  if .venv/bin/python -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: \
+       "$llama_sdist" -d "$tmp" && tar xzf "$tmp"/llama_cpp_python-*.tar.gz -C "$tmp"; then
+    mkdir -p .deps && rm -rf .deps/llama.cpp && mv "$tmp"/llama_cpp_python-*/vendor/llama.cpp .deps/llama.cpp
+  else
+    say "WARNING: could not fetch $llama_sdist; the ggml oracle tests will skip"
+  fi
+  rm -rf "$tmp"
+else
+  say "llama.cpp sources present"
+fi
+
 # 3. Build ---------------------------------------------------------------------------------
 if [[ $build -eq 1 ]]; then
   say "building in $build_dir"

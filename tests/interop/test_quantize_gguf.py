@@ -1,0 +1,320 @@
+#!/usr/bin/env python3
+"""moekit quantize --format gguf against independent readers and llama.cpp's own converter.
+
+For the demo model and every architecture fixture GGUF supports, and every ggml type:
+  * the `gguf` package (gguf-py, PyPI) reads the file; every tensor's shape is what llama.cpp
+    expects (experts stacked {row, rows, n_expert}); gguf-py's numpy dequantizer gives exactly
+    the values moekit's own dequantizer wrote into the matching --format hf-fake checkpoint
+    (experts stacked, Mixtral Q/K rows permuted as the converter does);
+  * for Q8_0, Q4_0 and Q5_0, gguf-py's numpy quantizer (a second, independent implementation of
+    ggml's reference) produces the same bytes from the source weights;
+  * F32 tensors (norms, routers) are the source values; F16/BF16 are their roundings;
+  * llama.cpp's convert_hf_to_gguf.py (run once, in one subprocess, through
+    scripts/reference/convert_hf_to_gguf_ref.py) writes the same metadata keys and values and
+    the same tensor names, shapes and types as `moekit quantize --type f32` (only general.name,
+    general.size_label, general.quantized_by may differ), and the same f32 data — for the demo
+    model, OLMoE, Qwen3-MoE and Mixtral (llama vocabulary, permuted Q/K; needs sentencepiece).
+transformers loads --format hf-fake output of every fixture architecture without missing or
+unexpected keys, holding exactly the values moekit wrote.
+Refusals: Qwen2-MoE with dense layers, DeepSeek, gptq format, unsupported bits: exit 1, nothing written.
+Exit 77 (skip) without the gguf package.
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+try:
+    import numpy as np
+    import gguf
+    from gguf import GGUFReader, GGMLQuantizationType as Q
+except ImportError as e:  # pragma: no cover
+    print(f"skip: {e}")
+    sys.exit(77)
+
+MOEKIT = sys.argv[1]
+DATA = Path(sys.argv[2])
+ROOT = DATA.parent
+FIXTURES = DATA / "fixtures"
+failures = []
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+        print("FAIL:", what)
+
+
+def run(args, expect=0):
+    p = subprocess.run([MOEKIT] + [str(a) for a in args], capture_output=True, text=True)
+    if p.returncode != expect:
+        print(p.stdout, p.stderr)
+    check(p.returncode == expect, f"exit {p.returncode} != {expect}: moekit {' '.join(map(str, args))}")
+    return p
+
+
+def load_source_f32(d):
+    """Source checkpoint as fp32 (bf16 decoded by hand: safetensors.numpy cannot)."""
+    import struct
+    out = {}
+    for f in sorted(Path(d).glob("*.safetensors")):
+        raw = f.read_bytes()
+        n = struct.unpack("<Q", raw[:8])[0]
+        header = json.loads(raw[8:8 + n])
+        base = 8 + n
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            b, e = info["data_offsets"]
+            buf = raw[base + b: base + e]
+            dt = info["dtype"]
+            if dt == "BF16":
+                a = (np.frombuffer(buf, np.uint16).astype(np.uint32) << 16).view(np.float32)
+            elif dt == "F16":
+                a = np.frombuffer(buf, np.float16).astype(np.float32)
+            elif dt == "F32":
+                a = np.frombuffer(buf, np.float32).copy()
+            else:
+                continue
+            out[name] = a.reshape(info["shape"])
+    return out
+
+
+def permute(w, n_head):
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def expected_gguf_tensor(gname, hf, cfg, experts_prefix):
+    """The HF tensor(s) a GGUF tensor comes from, in GGUF numpy layout."""
+    if gname.endswith("_exps.weight"):
+        il = int(gname.split(".")[1])
+        proj = {"ffn_gate_exps": 0, "ffn_up_exps": 1, "ffn_down_exps": 2}[gname.split(".")[2]]
+        n_expert = cfg.get("num_local_experts", cfg.get("num_experts"))
+        names = experts_prefix(il, proj)
+        return np.stack([hf[names[ie]] for ie in range(n_expert)])
+    return None
+
+
+def gguf_key_values(path):
+    r = GGUFReader(path)
+    kv = {}
+    for k, f in r.fields.items():
+        if k.startswith("GGUF."):
+            continue
+        kv[k] = (tuple(int(t) for t in f.types), f.contents())
+    return r, kv
+
+
+def hf_to_gguf_names(model_type):
+    mixtral = model_type == "mixtral"
+    ex = "block_sparse_moe.experts" if mixtral else "mlp.experts"
+    proj = ["w1", "w3", "w2"] if mixtral else ["gate_proj", "up_proj", "down_proj"]
+
+    def experts(il, p):
+        return {ie: f"model.layers.{il}.{ex}.{ie}.{proj[p]}.weight" for ie in range(256)}
+
+    def single(gname):
+        m = {"token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight",
+             "output.weight": "lm_head.weight"}
+        if gname in m:
+            return m[gname]
+        parts = gname.split(".")
+        il, rest = parts[1], ".".join(parts[2:])
+        p = f"model.layers.{il}."
+        table = {
+            "attn_norm.weight": "input_layernorm.weight", "ffn_norm.weight": "post_attention_layernorm.weight",
+            "attn_q.weight": "self_attn.q_proj.weight", "attn_k.weight": "self_attn.k_proj.weight",
+            "attn_v.weight": "self_attn.v_proj.weight", "attn_output.weight": "self_attn.o_proj.weight",
+            "attn_q.bias": "self_attn.q_proj.bias", "attn_k.bias": "self_attn.k_proj.bias",
+            "attn_v.bias": "self_attn.v_proj.bias",
+            "attn_q_norm.weight": "self_attn.q_norm.weight", "attn_k_norm.weight": "self_attn.k_norm.weight",
+            "ffn_gate_inp.weight": ("block_sparse_moe.gate.weight" if mixtral else "mlp.gate.weight"),
+            "ffn_gate_shexp.weight": "mlp.shared_expert.gate_proj.weight",
+            "ffn_up_shexp.weight": "mlp.shared_expert.up_proj.weight",
+            "ffn_down_shexp.weight": "mlp.shared_expert.down_proj.weight",
+            "ffn_gate_inp_shexp.weight": "mlp.shared_expert_gate.weight",
+        }
+        return p + table[rest]
+
+    return experts, single
+
+
+def check_model(name, model_dir, types, tmp):
+    cfg = json.loads((model_dir / "config.json").read_text())
+    src = load_source_f32(model_dir)
+    experts, single = hf_to_gguf_names(cfg["model_type"])
+    n_head, n_kv = cfg["num_attention_heads"], cfg.get("num_key_value_heads", cfg["num_attention_heads"])
+    for t in types:
+        out = tmp / f"{name}-{t}.gguf"
+        fake = tmp / f"{name}-{t}-fake"
+        run(["quantize", model_dir, "--type", t, "--format", "gguf", "-o", out])
+        run(["quantize", model_dir, "--type", t, "--format", "hf-fake", "-o", fake])
+        side = json.loads(out.with_suffix(".moekit.json").read_text())
+        check(side["schema_version"] == 1 and len(side["tensors"]) > 0, f"{name} {t}: moekit.json")
+        hf = load_source_f32(fake)
+        r = GGUFReader(out)
+        for tensor in r.tensors:
+            g = tensor.name
+            deq = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
+            if g.endswith("_exps.weight"):
+                il = int(g.split(".")[1])
+                p = {"ffn_gate_exps": 0, "ffn_up_exps": 1, "ffn_down_exps": 2}[g.split(".")[2]]
+                names = experts(il, p)
+                n_expert = cfg.get("num_local_experts", cfg.get("num_experts"))
+                want = np.stack([hf[names[ie]] for ie in range(n_expert)])
+                orig = np.stack([src[names[ie]] for ie in range(n_expert)])
+            else:
+                hn = single(g)
+                want, orig = hf[hn], src[hn]
+                if cfg["model_type"] == "mixtral" and g.endswith(("attn_q.weight", "attn_k.weight")):
+                    nh = n_head if "attn_q" in g else n_kv
+                    want, orig = permute(want, nh), permute(orig, nh)
+            shape_ok = list(reversed([int(x) for x in tensor.shape])) == list(want.shape) or \
+                (want.ndim == 1 and int(tensor.shape[0]) == want.shape[0])
+            check(shape_ok, f"{name} {t} {g}: shape {list(tensor.shape)} vs {list(want.shape)}")
+            if not shape_ok:
+                continue
+            deq = deq.reshape(want.shape)
+            if tensor.tensor_type == Q.F32:
+                check(np.array_equal(deq, orig), f"{name} {t} {g}: F32 tensor is not the source")
+            else:
+                check(np.array_equal(deq, want),
+                      f"{name} {t} {g} ({tensor.tensor_type.name}): gguf-py dequantization != moekit "
+                      f"(max diff {np.max(np.abs(deq - want))})")
+            if tensor.tensor_type in (Q.Q8_0, Q.Q4_0, Q.Q5_0):
+                ref = gguf.quants.quantize(orig.astype(np.float32), tensor.tensor_type)
+                check(np.array_equal(np.asarray(ref).reshape(-1).view(np.uint8),
+                                     np.asarray(tensor.data).reshape(-1).view(np.uint8)),
+                      f"{name} {t} {g}: bytes differ from gguf-py's numpy {tensor.tensor_type.name} quantizer")
+        print(f"ok: {name} {t}: {len(r.tensors)} tensors")
+
+
+def compare_with_converter(pairs, tmp):
+    conv = ROOT / "scripts" / "reference" / "convert_hf_to_gguf_ref.py"
+    llama = ROOT / ".deps" / "llama.cpp"
+    if not (llama / "convert_hf_to_gguf.py").exists():
+        print("note: .deps/llama.cpp missing; converter comparison skipped (scripts/setup.sh fetches it)")
+        return
+    args = []
+    for name, d in pairs:
+        args += [str(d), str(tmp / f"ref-{name}.gguf")]
+    p = subprocess.run([sys.executable, str(conv)] + args + ["--outtype", "f32"], capture_output=True, text=True)
+    if p.returncode != 0:
+        print(p.stderr[-3000:])
+    check(p.returncode == 0, "convert_hf_to_gguf.py failed")
+    ignore = {"general.name", "general.size_label", "general.quantized_by"}
+    for name, d in pairs:
+        ours = tmp / f"{name}-f32.gguf"
+        if not ours.exists():
+            run(["quantize", d, "--type", "f32", "-o", ours])
+        r_ref, kv_ref = gguf_key_values(tmp / f"ref-{name}.gguf")
+        r_our, kv_our = gguf_key_values(ours)
+        for k in sorted(set(kv_ref) | set(kv_our)):
+            if k in ignore:
+                continue
+            check(k in kv_ref and k in kv_our and kv_ref[k] == kv_our[k],
+                  f"{name}: metadata {k}: converter {kv_ref.get(k, ('absent',))[:2] if k in kv_ref else 'absent'}"
+                  f" vs moekit {kv_our.get(k, 'absent') if k in kv_our else 'absent'}"[:400])
+        t_ref = {t.name: t for t in r_ref.tensors}
+        t_our = {t.name: t for t in r_our.tensors}
+        check(set(t_ref) == set(t_our), f"{name}: tensor names differ: {sorted(set(t_ref) ^ set(t_our))}")
+        for n in set(t_ref) & set(t_our):
+            a, b = t_ref[n], t_our[n]
+            check(list(a.shape) == list(b.shape) and a.tensor_type == b.tensor_type,
+                  f"{name} {n}: converter {list(a.shape)} {a.tensor_type.name} vs moekit {list(b.shape)} {b.tensor_type.name}")
+            check(np.array_equal(np.asarray(a.data), np.asarray(b.data)), f"{name} {n}: f32 data differs from the converter")
+        print(f"ok: {name}: metadata, tensor names, shapes, types and f32 data equal convert_hf_to_gguf.py")
+
+
+def make_olmoe256(d):
+    """A one-layer OLMoE with rows of 256 (every fixture and the demo model have shorter rows, so
+    Q4_K/Q6_K would only ever fall back): the olmoe fixture's tokenizer, random weights."""
+    import shutil
+    from safetensors.numpy import save_file
+    d.mkdir()
+    cfg = json.loads((FIXTURES / "olmoe" / "config.json").read_text())
+    cfg.update(hidden_size=256, intermediate_size=256, num_hidden_layers=1, num_experts=4, num_attention_heads=4,
+               num_key_value_heads=4)
+    (d / "config.json").write_text(json.dumps(cfg, indent=2))
+    for f in ["tokenizer.json", "tokenizer_config.json"]:
+        shutil.copy(FIXTURES / "olmoe" / f, d / f)
+    rng = np.random.default_rng(0)
+    w = lambda *s: (rng.standard_normal(s) * 0.05).astype(np.float32)
+    V, D = cfg["vocab_size"], 256
+    t = {"model.embed_tokens.weight": w(V, D), "model.norm.weight": 1 + w(D), "lm_head.weight": w(V, D)}
+    p = "model.layers.0."
+    t.update({p + "input_layernorm.weight": 1 + w(D), p + "post_attention_layernorm.weight": 1 + w(D),
+              p + "self_attn.q_norm.weight": 1 + w(D), p + "self_attn.k_norm.weight": 1 + w(D),
+              p + "mlp.gate.weight": w(4, D)})
+    for n in "qkvo":
+        t[p + f"self_attn.{n}_proj.weight"] = w(D, D)
+    t[p + "self_attn.q_proj.weight"][:, :7] *= 40  # outliers: sub-blocks with very different scales
+    for e in range(4):
+        for n in ["gate_proj", "up_proj", "down_proj"]:
+            t[p + f"mlp.experts.{e}.{n}.weight"] = w(D, D)
+    t[p + "mlp.experts.0.up_proj.weight"][3, :] = 0  # an all-zero row
+    save_file(t, str(d / "model.safetensors"), metadata={"format": "pt"})
+
+
+def check_hf_fake_loads(tmp):
+    """transformers loads --format hf-fake output of every architecture (no missing or unexpected
+    keys) and holds exactly the dequantized values moekit wrote."""
+    try:
+        import torch
+        import transformers
+    except ImportError:
+        print("note: transformers not installed; hf-fake load check skipped")
+        return
+    for fx in ["olmoe", "qwen2_moe", "qwen3_moe", "mixtral", "deepseek_v2", "deepseek_v3"]:
+        out = tmp / f"hf-{fx}"
+        run(["quantize", FIXTURES / fx, "--format", "hf-fake", "--bits", "4", "--group-size", "16", "-o", out])
+        model, info = transformers.AutoModelForCausalLM.from_pretrained(str(out), dtype=torch.float32,
+                                                                         output_loading_info=True)
+        check(not info["missing_keys"] and not info["unexpected_keys"],
+              f"{fx}: transformers loading info {info}")
+        written = load_source_f32(out)
+        sd = model.state_dict()
+        # transformers 5 fuses experts on load; compare a tensor it keeps as is.
+        attn = next(k for k in written if k.endswith("o_proj.weight"))
+        check(np.array_equal(sd[attn].numpy(), written[attn]), f"{fx}: {attn} differs after loading")
+        print(f"ok: transformers loads hf-fake {fx}")
+
+
+def main():
+    with tempfile.TemporaryDirectory() as td:
+        tmp = Path(td)
+        # q4_K on the demo model is its q5_0 fallback (rows of 128); f16 is covered by bf16's path.
+        check_model("demo", ROOT / "assets" / "demo-moe", ["q8_0", "q4_0", "q5_0", "bf16"], tmp)
+        make_olmoe256(tmp / "olmoe256")
+        check_model("olmoe256", tmp / "olmoe256", ["q4_K", "q6_K"], tmp)
+        for fx in ["qwen3_moe", "mixtral"]:  # OLMoE: the demo model and olmoe256
+            check_model(fx, FIXTURES / fx, ["q8_0"], tmp)
+        pairs = [("demo", ROOT / "assets" / "demo-moe"), ("olmoe", FIXTURES / "olmoe"), ("qwen3_moe", FIXTURES / "qwen3_moe")]
+        try:  # the converter's llama-vocabulary path imports sentencepiece
+            import sentencepiece  # noqa: F401
+            pairs.append(("mixtral", FIXTURES / "mixtral"))
+        except ImportError:
+            print("note: sentencepiece not installed; Mixtral converter comparison skipped")
+        compare_with_converter(pairs, tmp)
+        check_hf_fake_loads(tmp)
+        # Refusals: exit 1, nothing written.
+        for args, what in [
+            ([FIXTURES / "qwen2_moe", "-o", tmp / "x.gguf"], "dense MLP layer"),
+            ([FIXTURES / "deepseek_v3", "-o", tmp / "x.gguf"], "not implemented yet"),
+            ([ROOT / "assets" / "demo-moe", "--bits", "3", "-o", tmp / "x.gguf"], "--bits 3"),
+            ([ROOT / "assets" / "demo-moe", "--type", "q3_K", "-o", tmp / "x.gguf"], "q3_K"),
+            ([ROOT / "assets" / "demo-moe", "--format", "gptq", "-o", tmp / "x.gguf"], "not implemented yet"),
+        ]:
+            p = run(["quantize"] + args, expect=1)
+            check(what in p.stderr, f"refusal message for {what!r}: {p.stderr.strip()}")
+            check(not (tmp / "x.gguf").exists(), f"{what}: output written")
+    if failures:
+        print(f"{len(failures)} failure(s)")
+        sys.exit(1)
+    print("all ok")
+
+
+if __name__ == "__main__":
+    main()
