@@ -17,6 +17,7 @@
 #include "analysis/report_csv.h"
 #include "analysis/report_html.h"
 #include "analysis/specialization.h"
+#include "core/clock.h"
 #include "core/error.h"
 #include "dist/comm.h"
 #include "io/checkpoint.h"
@@ -29,10 +30,6 @@ namespace fs = std::filesystem;
 using nlohmann::ordered_json;
 
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 void check_params(const ProfileParams& p) {
     auto positive_list = [](const std::vector<int64_t>& v, const char* flag) {
@@ -343,12 +340,12 @@ ProfileResult profile(const ProfileOptions& options) {
         source = std::move(rec.source);
         extra = std::move(rec.extra_params);
     }
-    result.record_s = seconds_since(t0);
+    result.record_s = core::seconds_since(t0);
     if (options.save_trace) save_trace(result.trace, *options.save_trace);
     if (options.progress) options.progress(1.0, "computing statistics");
     const auto t1 = std::chrono::steady_clock::now();
     result.doc = compute_profile(result.trace, options.params, source, extra);
-    result.stats_s = seconds_since(t1);
+    result.stats_s = core::seconds_since(t1);
     result.doc["timing"] = {{"record_s", result.record_s}, {"stats_s", result.stats_s}, {"threads", threads},
                             {"trace_bytes_per_token_layer", trace_bytes_per_token_layer(result.trace)}};
     return result;

@@ -232,24 +232,40 @@ bool natural_less(const std::string& a, const std::string& b) {
     return a < b;  // naturally equal ("x01" vs "x1"): keep a total order
 }
 
-WriteResult write_checkpoint(const Checkpoint& input, const CheckpointEdit& edit, const fs::path& out_dir,
-                             const WriteOptions& options) {
+void check_output_location(const fs::path& input_dir, const fs::path& out_dir, bool force) {
     if (out_dir.empty()) fail("no output directory given");
     std::error_code ec;
-    const fs::path in_canon = fs::weakly_canonical(fs::absolute(input.dir()), ec);
-    if (ec) fail(input.dir().string() + ": cannot resolve path: " + ec.message());
+    const fs::path in_canon = fs::weakly_canonical(fs::absolute(input_dir), ec);
+    if (ec) fail(input_dir.string() + ": cannot resolve path: " + ec.message());
     fs::path out_canon = fs::weakly_canonical(fs::absolute(out_dir), ec);
     if (ec) fail(out_dir.string() + ": cannot resolve path: " + ec.message());
     if (out_canon.filename().empty()) out_canon = out_canon.parent_path();  // "out/" -> "out"
-    if (out_canon == in_canon)
-        fail("output directory " + out_dir.string() + " is the input directory; choose a new one");
+    const std::string choose = "; choose an output outside the input directory";
+    if (out_canon == in_canon) fail("output directory " + out_dir.string() + " is the input directory" + choose);
     if (is_within(out_canon, in_canon))
-        fail("output directory " + out_dir.string() + " is inside the input directory " + input.dir().string());
+        fail("output directory " + out_dir.string() + " is inside the input directory " + input_dir.string() + choose);
     if (is_within(in_canon, out_canon))
-        fail("output directory " + out_dir.string() + " contains the input directory " + input.dir().string());
-    const bool out_exists = fs::exists(fs::symlink_status(out_canon, ec));
-    if (out_exists && !options.force)
+        fail("output directory " + out_dir.string() + " contains the input directory " + input_dir.string() + choose);
+    if (fs::exists(fs::symlink_status(out_canon, ec)) && !force)
         fail("output " + out_dir.string() + " already exists; pass --force to replace it");
+}
+
+uint64_t planned_tensor_bytes(const Checkpoint& input, const CheckpointEdit& edit) {
+    uint64_t bytes = input.total_tensor_bytes();
+    for (const auto& name : edit.drop) bytes -= input.at(name).info->nbytes();
+    for (const auto& t : edit.put) {
+        if (const auto* e = input.find(t.name); e && !edit.drop.count(t.name)) bytes -= e->info->nbytes();
+        bytes += t.nbytes;
+    }
+    return bytes;
+}
+
+WriteResult write_checkpoint(const Checkpoint& input, const CheckpointEdit& edit, const fs::path& out_dir,
+                             const WriteOptions& options) {
+    check_output_location(input.dir(), out_dir, options.force);
+    std::error_code ec;
+    fs::path out_canon = fs::weakly_canonical(fs::absolute(out_dir), ec);
+    if (out_canon.filename().empty()) out_canon = out_canon.parent_path();
     if (options.max_shard_bytes == 0) fail("max_shard_bytes must be positive");
     if (!edit.config_patch.is_object()) fail("config_patch must be a JSON object (an RFC 7386 merge patch)");
     for (const auto& [name, contents] : edit.extra_files) {

@@ -59,6 +59,14 @@ struct WriteResult {
 WriteResult write_checkpoint(const Checkpoint& input, const CheckpointEdit& edit,
                              const fs::path& out_dir, const WriteOptions& options = {});
 
+// The location checks write_checkpoint makes, for commands to run before their heavy work:
+// out_dir must not be, lie inside or contain input_dir, and may exist only with force.
+// Throws Error("checkpoint").
+void check_output_location(const fs::path& input_dir, const fs::path& out_dir, bool force);
+
+// Tensor bytes the output of `edit` applied to `input` will hold.
+uint64_t planned_tensor_bytes(const Checkpoint& input, const CheckpointEdit& edit);
+
 // Orders tensor names so that numbers compare by value ("layers.2" < "layers.10").
 bool natural_less(const std::string& a, const std::string& b);
 

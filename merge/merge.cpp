@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iterator>
 
+#include "core/clock.h"
 #include "core/error.h"
 #include "io/checkpoint.h"
 #include "merge/combine.h"
@@ -24,57 +25,10 @@ namespace {
 constexpr uint64_t kCaptureMaxBytes = uint64_t(2) << 30;
 constexpr uint64_t kSampleMaxBytes = uint64_t(4) << 30;
 
-double seconds_since(std::chrono::steady_clock::time_point t) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
-
-bool within(const fs::path& inner, const fs::path& outer) {
-    auto i = inner.begin();
-    for (auto o = outer.begin(); o != outer.end(); ++o, ++i)
-        if (i == inner.end() || *i != *o) return false;
-    return true;
-}
-
 void check_output(const MergeOptions& o) {
     if (o.dry_run) return;
     if (o.out_dir.empty()) throw Error("merge", "no output directory given (-o OUT_DIR); --dry-run prints the groups without writing");
-    std::error_code ec;
-    const fs::path in = fs::weakly_canonical(fs::absolute(o.model_dir), ec);
-    fs::path out = fs::weakly_canonical(fs::absolute(o.out_dir), ec);
-    if (out.filename().empty()) out = out.parent_path();
-    if (out == in || within(out, in) || within(in, out))
-        throw Error("merge", "output directory " + o.out_dir.string() + " must be outside the input directory " + o.model_dir.string());
-    if (fs::exists(fs::symlink_status(out, ec)) && !o.force)
-        throw Error("merge", "output " + o.out_dir.string() + " already exists; pass --force to replace it");
-}
-
-std::vector<std::vector<int32_t>> sample_windows(const model::Corpus& corpus, int64_t cap) {
-    int64_t total = 0;
-    for (const auto& w : corpus.windows) total += w.len;
-    const auto stride = static_cast<size_t>(std::max<int64_t>(1, (total + cap - 1) / cap));
-    std::vector<std::vector<int32_t>> out;
-    int64_t used = 0;
-    for (size_t w = 0; w < corpus.windows.size(); w += stride) {
-        if (used + corpus.windows[w].len > cap) continue;
-        out.push_back(corpus.window_ids(w));
-        used += corpus.windows[w].len;
-    }
-    if (out.empty()) {
-        std::vector<int32_t> ids = corpus.window_ids(0);
-        ids.resize(static_cast<size_t>(std::max<int64_t>(2, std::min<int64_t>(cap, static_cast<int64_t>(ids.size())))));
-        out.push_back(std::move(ids));
-    }
-    return out;
-}
-
-uint64_t planned_output_bytes(const io::Checkpoint& ckpt, const io::CheckpointEdit& edit) {
-    uint64_t bytes = ckpt.total_tensor_bytes();
-    for (const auto& name : edit.drop) bytes -= ckpt.at(name).info->nbytes();
-    for (const auto& t : edit.put) {
-        if (const auto* e = ckpt.find(t.name); e && !edit.drop.count(t.name)) bytes -= e->info->nbytes();
-        bytes += t.nbytes;
-    }
-    return bytes;
+    io::check_output_location(o.model_dir, o.out_dir, o.force);
 }
 
 double distance(const ExpertWeights& a, const ExpertWeights& b) {
@@ -182,19 +136,19 @@ MergeResult merge(const MergeOptions& options) {
     }
     std::vector<LayerCalib>& calib = router_obs.layers();
     res.captured_tokens = calib.front().x.rows();
-    res.calib_s = seconds_since(t);
+    res.calib_s = core::seconds_since(t);
 
     if (needs_all_experts(res.method)) {
         t = std::chrono::steady_clock::now();
         const uint64_t per = static_cast<uint64_t>(mc.n_expert) * static_cast<uint64_t>(mc.d_model) * 12;
         const int64_t cap = std::max<int64_t>(2, std::min<int64_t>(options.sample_tokens, static_cast<int64_t>(kSampleMaxBytes / per)));
-        const auto sample = sample_windows(corpus, cap);
+        const auto sample = model::sample_windows(corpus, cap);
         OutputObserver out_obs(calib, mc.n_layer);
         model::Observer* const observers[] = {&out_obs};
         progress(1.0, "every expert on " + std::to_string(cap) + " sampled tokens");
         engine.forward_hidden(sample, observers);
         res.sample_tokens = calib.front().sample_tokens;
-        res.sample_s = seconds_since(t);
+        res.sample_s = core::seconds_since(t);
     }
 
     // Per layer: groups, weights, alignment, router.
@@ -288,13 +242,13 @@ MergeResult merge(const MergeOptions& options) {
                                                       : routing_agreement(mc, lc.x, lc.logits, corr, mean, lm.correction_bias, lm.groups);
         res.layers.push_back(std::move(lm));
         res.reports.push_back(std::move(rep));
-        res.layer_merge_s.push_back(seconds_since(tl));
+        res.layer_merge_s.push_back(core::seconds_since(tl));
     }
     io::CheckpointEdit edit = make_edit(ckpt, arch, mc, res.layers, &res.edit);
     res.input_tensor_bytes = ckpt.total_tensor_bytes();
-    res.output_tensor_bytes = planned_output_bytes(ckpt, edit);
+    res.output_tensor_bytes = io::planned_tensor_bytes(ckpt, edit);
     res.moekit_json = make_moekit_json(res);
-    res.plan_s = seconds_since(t);
+    res.plan_s = core::seconds_since(t);
 
     if (!options.dry_run) {
         t = std::chrono::steady_clock::now();
@@ -306,9 +260,9 @@ MergeResult merge(const MergeOptions& options) {
         edit.extra_files["README.md"] = readme + (readme.empty() ? "" : "\n") + readme_note(res);
         res.written = io::write_checkpoint(ckpt, edit, options.out_dir, io::WriteOptions{options.force, options.max_shard_bytes});
         res.output_tensor_bytes = res.written->tensor_bytes;
-        res.write_s = seconds_since(t);
+        res.write_s = core::seconds_since(t);
     }
-    res.wall_s = seconds_since(t_start);
+    res.wall_s = core::seconds_since(t_start);
     return res;
 }
 

@@ -91,4 +91,23 @@ std::vector<std::pair<size_t, size_t>> batch_windows(const std::vector<CorpusWin
     return batches;
 }
 
+std::vector<std::vector<int32_t>> sample_windows(const Corpus& corpus, int64_t max_tokens) {
+    int64_t total = 0;
+    for (const auto& w : corpus.windows) total += w.len;
+    const auto stride = static_cast<size_t>(std::max<int64_t>(1, (total + max_tokens - 1) / max_tokens));
+    std::vector<std::vector<int32_t>> out;
+    int64_t used = 0;
+    for (size_t w = 0; w < corpus.windows.size(); w += stride) {
+        if (used + corpus.windows[w].len > max_tokens) continue;
+        out.push_back(corpus.window_ids(w));
+        used += corpus.windows[w].len;
+    }
+    if (out.empty() && !corpus.windows.empty()) {
+        std::vector<int32_t> ids = corpus.window_ids(0);
+        ids.resize(static_cast<size_t>(std::max<int64_t>(2, std::min<int64_t>(max_tokens, static_cast<int64_t>(ids.size())))));
+        out.push_back(std::move(ids));
+    }
+    return out;
+}
+
 }  // namespace moekit::model

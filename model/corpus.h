@@ -69,4 +69,9 @@ Corpus load_corpus(const io::Checkpoint& checkpoint, int64_t vocab_size, const C
 // one window): [first window, end) pairs.
 std::vector<std::pair<size_t, size_t>> batch_windows(const std::vector<CorpusWindow>& windows, int64_t batch_tokens);
 
+// Evenly spaced windows holding at most max_tokens ids in all (at least one window, cut to
+// max_tokens): the token sample of the methods that run every expert on every token (NAEE,
+// HC-SMoE, Sub-MoE).
+std::vector<std::vector<int32_t>> sample_windows(const Corpus& corpus, int64_t max_tokens);
+
 }  // namespace moekit::model

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iterator>
 
+#include "core/clock.h"
 #include "core/error.h"
 #include "io/checkpoint.h"
 #include "model/corpus.h"
@@ -22,59 +23,11 @@ namespace {
 
 constexpr uint64_t kNaeeMaxBytes = uint64_t(4) << 30;
 
-double seconds_since(std::chrono::steady_clock::time_point t) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
-
-bool within(const fs::path& inner, const fs::path& outer) {
-    auto i = inner.begin();
-    for (auto o = outer.begin(); o != outer.end(); ++o, ++i)
-        if (i == inner.end() || *i != *o) return false;
-    return true;
-}
-
 // The output checks write_checkpoint makes, done before the calibration so a mistake costs nothing.
 void check_output(const PruneOptions& o) {
     if (o.dry_run) return;
     if (o.out_dir.empty()) throw Error("prune", "no output directory given (-o OUT_DIR); --dry-run prints the plan without writing");
-    std::error_code ec;
-    const fs::path in = fs::weakly_canonical(fs::absolute(o.model_dir), ec);
-    fs::path out = fs::weakly_canonical(fs::absolute(o.out_dir), ec);
-    if (out.filename().empty()) out = out.parent_path();
-    if (out == in || within(out, in) || within(in, out))
-        throw Error("prune", "output directory " + o.out_dir.string() + " must be outside the input directory " + o.model_dir.string());
-    if (fs::exists(fs::symlink_status(out, ec)) && !o.force)
-        throw Error("prune", "output " + o.out_dir.string() + " already exists; pass --force to replace it");
-}
-
-// Evenly spaced windows holding at most `cap` tokens (at least one window, cut to cap).
-std::vector<std::vector<int32_t>> sample_windows(const model::Corpus& corpus, int64_t cap) {
-    int64_t total = 0;
-    for (const auto& w : corpus.windows) total += w.len;
-    const auto stride = static_cast<size_t>(std::max<int64_t>(1, (total + cap - 1) / cap));
-    std::vector<std::vector<int32_t>> out;
-    int64_t used = 0;
-    for (size_t w = 0; w < corpus.windows.size(); w += stride) {
-        if (used + corpus.windows[w].len > cap) continue;
-        out.push_back(corpus.window_ids(w));
-        used += corpus.windows[w].len;
-    }
-    if (out.empty()) {
-        std::vector<int32_t> ids = corpus.window_ids(0);
-        ids.resize(static_cast<size_t>(std::max<int64_t>(2, std::min<int64_t>(cap, static_cast<int64_t>(ids.size())))));
-        out.push_back(std::move(ids));
-    }
-    return out;
-}
-
-uint64_t planned_output_bytes(const io::Checkpoint& ckpt, const io::CheckpointEdit& edit) {
-    uint64_t bytes = ckpt.total_tensor_bytes();
-    for (const auto& name : edit.drop) bytes -= ckpt.at(name).info->nbytes();
-    for (const auto& t : edit.put) {
-        if (const auto* e = ckpt.find(t.name)) bytes -= e->info->nbytes();
-        bytes += t.nbytes;
-    }
-    return bytes;
+    io::check_output_location(o.model_dir, o.out_dir, o.force);
 }
 
 }  // namespace
@@ -138,7 +91,7 @@ PruneResult prune(const PruneOptions& options) {
     res.stats = scores.layers();
     if (options.protect_super_experts) res.super_experts = find_super_experts(res.stats, mc.n_layer, &res.super_rule);
     else find_super_experts(res.stats, mc.n_layer, &res.super_rule);
-    res.calib_s = seconds_since(t);
+    res.calib_s = core::seconds_since(t);
 
     std::vector<LayerPlan> layers;
     for (const LayerStats& s : res.stats) {
@@ -157,7 +110,7 @@ PruneResult prune(const PruneOptions& options) {
         const uint64_t per_token = static_cast<uint64_t>(mc.n_moe_layer()) * static_cast<uint64_t>(mc.n_expert) *
                                    static_cast<uint64_t>(mc.d_model) * sizeof(float);
         const int64_t cap = std::max<int64_t>(2, std::min<int64_t>(options.naee_max_tokens, static_cast<int64_t>(kNaeeMaxBytes / per_token)));
-        const auto sample = sample_windows(corpus, cap);
+        const auto sample = model::sample_windows(corpus, cap);
         NaeeObserver naee(mc);
         model::Observer* const naee_obs[] = {&naee};
         progress(1.0, "NAEE: every expert on " + std::to_string(cap) + " tokens");
@@ -178,7 +131,7 @@ PruneResult prune(const PruneOptions& options) {
             lp.kept = r.kept;
             res.naee.push_back(std::move(r));
         }
-        res.naee_s = seconds_since(t);
+        res.naee_s = core::seconds_since(t);
     }
 
     t = std::chrono::steady_clock::now();
@@ -186,9 +139,9 @@ PruneResult prune(const PruneOptions& options) {
                                           : make_plan(mc, std::move(layers), res.plan_options);
     io::CheckpointEdit edit = make_edit(ckpt, engine.arch(), mc, res.plan, &res.edit);
     res.input_tensor_bytes = ckpt.total_tensor_bytes();
-    res.output_tensor_bytes = planned_output_bytes(ckpt, edit);
+    res.output_tensor_bytes = io::planned_tensor_bytes(ckpt, edit);
     res.moekit_json = make_moekit_json(res);
-    res.plan_s = seconds_since(t);
+    res.plan_s = core::seconds_since(t);
 
     if (!options.dry_run) {
         t = std::chrono::steady_clock::now();
@@ -200,9 +153,9 @@ PruneResult prune(const PruneOptions& options) {
         edit.extra_files["README.md"] = readme + (readme.empty() ? "" : "\n") + readme_note(res);
         res.written = io::write_checkpoint(ckpt, edit, options.out_dir, io::WriteOptions{options.force, options.max_shard_bytes});
         res.output_tensor_bytes = res.written->tensor_bytes;
-        res.write_s = seconds_since(t);
+        res.write_s = core::seconds_since(t);
     }
-    res.wall_s = seconds_since(t_start);
+    res.wall_s = core::seconds_since(t_start);
     return res;
 }
 

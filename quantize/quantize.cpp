@@ -12,6 +12,7 @@
 #include <set>
 
 #include "core/dtype.h"
+#include "core/clock.h"
 #include "core/error.h"
 #include "io/checkpoint.h"
 #include "io/checkpoint_edit.h"
@@ -40,8 +41,8 @@ double ErrorStats::rel_rmse() const { return sum_x2 > 0 ? std::sqrt(sum_e2 / sum
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+using core::Clock;
+using core::seconds_since;
 
 uint32_t llama_file_type(GgmlType t) {
     switch (t) {

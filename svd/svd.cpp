@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iterator>
 
+#include "core/clock.h"
 #include "core/error.h"
 #include "io/checkpoint.h"
 #include "model/corpus.h"
@@ -20,39 +21,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-double seconds_since(std::chrono::steady_clock::time_point t) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
-
-bool within(const fs::path& inner, const fs::path& outer) {
-    auto i = inner.begin();
-    for (auto o = outer.begin(); o != outer.end(); ++o, ++i)
-        if (i == inner.end() || *i != *o) return false;
-    return true;
-}
-
 // The output checks write_checkpoint makes, done before the calibration so a mistake costs nothing.
 void check_output(const SvdOptions& o) {
     if (o.dry_run) return;
     if (o.out_dir.empty()) throw Error("svd", "no output directory given (-o OUT_DIR); --dry-run reports without writing");
-    std::error_code ec;
-    const fs::path in = fs::weakly_canonical(fs::absolute(o.model_dir), ec);
-    fs::path out = fs::weakly_canonical(fs::absolute(o.out_dir), ec);
-    if (out.filename().empty()) out = out.parent_path();
-    if (out == in || within(out, in) || within(in, out))
-        throw Error("svd", "output directory " + o.out_dir.string() + " must be outside the input directory " + o.model_dir.string());
-    if (fs::exists(fs::symlink_status(out, ec)) && !o.force)
-        throw Error("svd", "output " + o.out_dir.string() + " already exists; pass --force to replace it");
-}
-
-uint64_t planned_output_bytes(const io::Checkpoint& ckpt, const io::CheckpointEdit& edit) {
-    uint64_t bytes = ckpt.total_tensor_bytes();
-    for (const auto& name : edit.drop) bytes -= ckpt.at(name).info->nbytes();
-    for (const auto& t : edit.put) {
-        if (const auto* e = ckpt.find(t.name)) bytes -= e->info->nbytes();
-        bytes += t.nbytes;
-    }
-    return bytes;
+    io::check_output_location(o.model_dir, o.out_dir, o.force);
 }
 
 }  // namespace
@@ -121,7 +94,7 @@ SvdResult svd(const SvdOptions& options) {
             engine.forward_hidden(seqs, observers);
         }
         calib = std::move(observer.layers());
-        res.calib_s = seconds_since(t);
+        res.calib_s = core::seconds_since(t);
     }
 
     auto t = std::chrono::steady_clock::now();
@@ -137,9 +110,9 @@ SvdResult svd(const SvdOptions& options) {
     }
     io::CheckpointEdit edit = make_edit(ckpt, arch, res.layers, res.format, res.method, options.ratio);
     res.input_tensor_bytes = ckpt.total_tensor_bytes();
-    res.output_tensor_bytes = planned_output_bytes(ckpt, edit);
+    res.output_tensor_bytes = io::planned_tensor_bytes(ckpt, edit);
     res.moekit_json = make_moekit_json(res);
-    res.factor_s = seconds_since(t);
+    res.factor_s = core::seconds_since(t);
 
     if (!options.dry_run) {
         t = std::chrono::steady_clock::now();
@@ -151,9 +124,9 @@ SvdResult svd(const SvdOptions& options) {
         edit.extra_files["README.md"] = readme + (readme.empty() ? "" : "\n") + readme_note(res);
         res.written = io::write_checkpoint(ckpt, edit, options.out_dir, io::WriteOptions{options.force, options.max_shard_bytes});
         res.output_tensor_bytes = res.written->tensor_bytes;
-        res.write_s = seconds_since(t);
+        res.write_s = core::seconds_since(t);
     }
-    res.wall_s = seconds_since(t_start);
+    res.wall_s = core::seconds_since(t_start);
     return res;
 }
 
