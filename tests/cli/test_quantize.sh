@@ -19,18 +19,6 @@ trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/work"
 : >"$tmp/empty.txt"
 
-nothing_left() {
-  checks=$((checks + 1))
-  local left
-  left=$(ls -A "$tmp/work")
-  if [[ -n $left ]]; then fail "$1 left behind: $left"; rm -rf "${tmp:?}/work/"*; fi
-}
-refused() {
-  local code=$1 needle=$2; shift 3
-  expect "$code" "$needle" -- "$@"
-  nothing_left "moekit $*"
-}
-
 g=$tmp/work/out.gguf
 refused 1 "--bits 3 has no GGUF type" -- quantize "$demo" --bits 3 -o "$g"
 refused 1 "--type 'q3_K' is not supported" -- quantize "$demo" --type q3_K -o "$g"

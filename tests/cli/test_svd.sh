@@ -20,28 +20,6 @@ out=$tmp/work/out
 mkdir -p "$tmp/work"
 : >"$tmp/empty.txt"
 
-nothing_left() {
-  checks=$((checks + 1))
-  local left
-  left=$(ls -A "$tmp/work")
-  if [[ -n $left ]]; then fail "$1 left behind: $left"; rm -rf "${tmp:?}/work/"*; fi
-}
-refused() {
-  local code=$1 needle=$2; shift 3
-  expect "$code" "$needle" -- "$@"
-  nothing_left "moekit $*"
-}
-json_check() {
-  local assertion=$1; shift 2
-  local res rc
-  res=$("$moekit" "$@" --json 2>"$tmp/stderr"); rc=$?
-  checks=$((checks + 1))
-  if [[ $rc -ne 0 ]]; then fail "moekit $* --json -> exit $rc: $(head -c 400 "$tmp/stderr")"; return; fi
-  if ! "$python" -c "import json,math,sys; d=json.load(sys.stdin); assert $assertion, d" <<<"$res" >/dev/null 2>"$tmp/py"; then
-    fail "moekit $* --json: assertion '$assertion' failed: $(tail -c 400 "$tmp/py")"
-  fi
-}
-
 base=(svd "$demo" --calib "$calib" --max-tokens 1024)
 
 # help and arguments
