@@ -51,4 +51,12 @@ std::string index_ranges(const std::vector<int64_t>& sorted) {
     return out;
 }
 
+std::string fmt(const char* printf_format, double value) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, printf_format, value);
+    return buf;
+}
+
+std::string megabytes(uint64_t bytes) { return fmt("%.2f MB", static_cast<double>(bytes) / 1e6); }
+
 }  // namespace moekit::core

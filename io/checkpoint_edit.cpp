@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 
 #include "core/error.h"
 
@@ -248,6 +249,15 @@ void check_output_location(const fs::path& input_dir, const fs::path& out_dir, b
         fail("output directory " + out_dir.string() + " contains the input directory " + input_dir.string() + choose);
     if (fs::exists(fs::symlink_status(out_canon, ec)) && !force)
         fail("output " + out_dir.string() + " already exists; pass --force to replace it");
+}
+
+void add_record_files(CheckpointEdit& edit, const fs::path& input_dir, const nlohmann::ordered_json& moekit_json,
+                      const std::string& readme_note) {
+    edit.extra_files["moekit.json"] = moekit_json.dump(2) + "\n";
+    std::string readme;
+    if (std::ifstream in(input_dir / "README.md"); in) readme.assign(std::istreambuf_iterator<char>(in), {});
+    if (!readme.empty() && readme.back() != '\n') readme += '\n';
+    edit.extra_files["README.md"] = readme + (readme.empty() ? "" : "\n") + readme_note;
 }
 
 uint64_t planned_tensor_bytes(const Checkpoint& input, const CheckpointEdit& edit) {

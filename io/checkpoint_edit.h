@@ -64,6 +64,11 @@ WriteResult write_checkpoint(const Checkpoint& input, const CheckpointEdit& edit
 // Throws Error("checkpoint").
 void check_output_location(const fs::path& input_dir, const fs::path& out_dir, bool force);
 
+// The record a compressing command leaves next to its checkpoint: moekit.json (2-space indent)
+// and README.md = the input directory's README.md, if any, followed by `readme_note`.
+void add_record_files(CheckpointEdit& edit, const fs::path& input_dir, const nlohmann::ordered_json& moekit_json,
+                      const std::string& readme_note);
+
 // Tensor bytes the output of `edit` applied to `input` will hold.
 uint64_t planned_tensor_bytes(const Checkpoint& input, const CheckpointEdit& edit);
 

@@ -253,11 +253,7 @@ MergeResult merge(const MergeOptions& options) {
     if (!options.dry_run) {
         t = std::chrono::steady_clock::now();
         progress(1.0, "writing " + options.out_dir.string());
-        edit.extra_files["moekit.json"] = res.moekit_json.dump(2) + "\n";
-        std::string readme;
-        if (std::ifstream in(options.model_dir / "README.md"); in) readme.assign(std::istreambuf_iterator<char>(in), {});
-        if (!readme.empty() && readme.back() != '\n') readme += '\n';
-        edit.extra_files["README.md"] = readme + (readme.empty() ? "" : "\n") + readme_note(res);
+        io::add_record_files(edit, options.model_dir, res.moekit_json, readme_note(res));
         res.written = io::write_checkpoint(ckpt, edit, options.out_dir, io::WriteOptions{options.force, options.max_shard_bytes});
         res.output_tensor_bytes = res.written->tensor_bytes;
         res.write_s = core::seconds_since(t);

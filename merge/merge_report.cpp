@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <sstream>
 
+#include "core/format.h"
 #include "merge/merge.h"
 
 namespace moekit::merge {
@@ -11,13 +12,7 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
-std::string fmt(const char* f, double v) {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, f, v);
-    return buf;
-}
-
-std::string mb(uint64_t bytes) { return fmt("%.2f MB", static_cast<double>(bytes) / 1e6); }
+using core::fmt;
 
 Json conventions(const MergeResult& r) {
     Json c = {
@@ -185,7 +180,7 @@ std::string to_text(const MergeResult& r) {
     }
     out << "\nRouting agreement: overlap of the original top-" << r.n_expert_used
         << " (mapped to groups) with the merged top-k, on the captured calibration tokens\n";
-    out << "Tensors " << mb(r.input_tensor_bytes) << " -> " << mb(r.output_tensor_bytes) << "\n";
+    out << "Tensors " << core::megabytes(r.input_tensor_bytes) << " -> " << core::megabytes(r.output_tensor_bytes) << "\n";
     for (const auto& n : r.edit.notes) out << "Note: " << n << "\n";
     out << "Time: calibration " << fmt("%.2f", r.calib_s) << " s";
     if (r.sample_tokens > 0) out << ", all-experts sample " << fmt("%.2f", r.sample_s) << " s";

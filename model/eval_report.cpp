@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/format.h"
 #include "model/eval.h"
 
 namespace moekit::model {
@@ -64,11 +65,7 @@ nlohmann::ordered_json domain_json(const DomainResult& d, const EvalReport& repo
     return j;
 }
 
-std::string fmt(const char* format, double v) {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, format, v);
-    return buf;
-}
+using core::fmt;
 
 std::string pad(std::string s, size_t width, bool right = true) {
     if (s.size() >= width) return s;

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <sstream>
 
+#include "core/format.h"
 #include "prune/prune.h"
 
 namespace moekit::prune {
@@ -13,13 +14,7 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
-std::string fmt(const char* f, double v) {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, f, v);
-    return buf;
-}
-
-std::string mb(uint64_t bytes) { return fmt("%.2f MB", static_cast<double>(bytes) / 1e6); }
+using core::fmt;
 
 Json conventions(Method method) {
     Json c = {
@@ -218,8 +213,8 @@ std::string to_text(const PruneResult& r) {
     for (const NaeeLayerResult& n : r.naee)
         out << "NAEE layer " << n.layer << ": " << n.search << " search over " << n.subsets_evaluated << " sets, relative error "
             << fmt("%.4f", n.reference_norm > 0 ? n.error / n.reference_norm : 0.0) << " on " << r.naee_tokens << " tokens\n";
-    out << "\nKept " << p.total_kept() << " of " << p.total_experts() << " routed experts; tensors " << mb(r.input_tensor_bytes)
-        << " -> " << mb(r.output_tensor_bytes) << "\n";
+    out << "\nKept " << p.total_kept() << " of " << p.total_experts() << " routed experts; tensors " << core::megabytes(r.input_tensor_bytes)
+        << " -> " << core::megabytes(r.output_tensor_bytes) << "\n";
     if (!p.uniform())
         out << "Per-layer counts differ: written with config field " << model::kExpertsPerLayerKey
             << " (moekit loads it; transformers will NOT load this checkpoint)\n";

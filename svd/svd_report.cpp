@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <sstream>
 
+#include "core/format.h"
 #include "svd/svd.h"
 
 namespace moekit::svd {
@@ -13,13 +14,7 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
-std::string fmt(const char* f, double v) {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, f, v);
-    return buf;
-}
-
-std::string mb(uint64_t bytes) { return fmt("%.2f MB", static_cast<double>(bytes) / 1e6); }
+using core::fmt;
 
 Json conventions(Method method) {
     Json c = {
@@ -144,11 +139,11 @@ std::string to_text(const SvdResult& r) {
     }
     out << "\n";
     if (r.written)
-        out << "Wrote " << r.written->dir.string() << ": " << mb(r.output_tensor_bytes) << " of tensors (input "
-            << mb(r.input_tensor_bytes) << ")\n";
+        out << "Wrote " << r.written->dir.string() << ": " << core::megabytes(r.output_tensor_bytes) << " of tensors (input "
+            << core::megabytes(r.input_tensor_bytes) << ")\n";
     else
-        out << "Dry run: nothing written (would write " << mb(r.output_tensor_bytes) << " of tensors; input "
-            << mb(r.input_tensor_bytes) << ")\n";
+        out << "Dry run: nothing written (would write " << core::megabytes(r.output_tensor_bytes) << " of tensors; input "
+            << core::megabytes(r.input_tensor_bytes) << ")\n";
     return out.str();
 }
 
