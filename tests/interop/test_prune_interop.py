@@ -20,9 +20,7 @@ carries moekit_experts_per_layer, and transformers refuses to load it (the docum
 Usage: test_prune_interop.py MOEKIT TESTS_DIR    (exit 77 = skipped: no transformers)
 """
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,58 +28,29 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from checkpoint_oracle import Checks, Oracle, run  # noqa: E402
+
 moekit, tests = sys.argv[1], Path(sys.argv[2]).resolve()
 root = tests.parent
-engine_logits = os.environ.get("MOEKIT_ENGINE_LOGITS") or str(Path(moekit).resolve().parent / "tests" / "moekit_engine_logits")
-try:
-    import torch
-    import transformers
-    from safetensors import safe_open
-except ImportError as e:
-    print(f"SKIPPED: test_prune_interop needs torch, transformers and safetensors ({e}); "
-          "install them with scripts/setup.sh --torch", flush=True)
-    sys.exit(77)
-if not Path(engine_logits).exists():
-    print(f"FAIL: moekit_engine_logits not found ({engine_logits}); set MOEKIT_ENGINE_LOGITS")
-    sys.exit(1)
-
-torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
-transformers.utils.logging.set_verbosity_error()
-transformers.utils.logging.disable_progress_bar()
+oracle = Oracle("test_prune_interop", moekit)  # exits 77 without torch/transformers
+torch, transformers = oracle.torch, oracle.transformers
+logits_transformers, logits_moekit = oracle.logits_transformers, oracle.logits_moekit
+check = Checks()
 calib = root / "assets" / "corpus" / "train" / "en.txt"
 COUNT_KEYS = ("num_experts", "num_local_experts", "n_routed_experts")
 # Kept experts per fixture: half, except where group-limited routing needs a multiple of n_group
 # with enough per group (deepseek_v2: n_group 4, topk_group 2, top-2 -> 1 per group is fine;
 # deepseek_v3: n_group 2, sigmoid top-2 group score -> 2 per group).
 KEEP = {"deepseek_v2": "4", "deepseek_v3": "4"}
-passed = failed = 0
-
-
-def check(what, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL {what} {detail}", flush=True)
-
-
-def run(cmd):
-    r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, cmd))} -> exit {r.returncode}: {r.stderr[-800:]}")
-    return r.stdout
 
 
 def tensors(model_dir):
     """name -> (dtype, shape, raw bytes), read with the safetensors package."""
     out = {}
-    for f in sorted(Path(model_dir).glob("*.safetensors")):
-        with safe_open(str(f), framework="pt") as st:
-            for name in st.keys():
-                t = st.get_tensor(name).contiguous()
-                raw = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
-                out[name] = (str(t.dtype), tuple(t.shape), raw)
+    for name, t in oracle.tensors(model_dir).items():
+        raw = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        out[name] = (str(t.dtype), tuple(t.shape), raw)
     return out
 
 
@@ -99,21 +68,6 @@ def expert_prefix(name):
 def layer_of(name):
     parts = name.split(".")
     return int(parts[2]) if len(parts) > 2 and parts[1] == "layers" else None
-
-
-def logits_transformers(model_dir, ids):
-    model = transformers.AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32,
-                                                              attn_implementation="eager")
-    model.eval()
-    with torch.no_grad():
-        return model(torch.tensor(ids, dtype=torch.long)).logits.float().numpy()
-
-
-def logits_moekit(model_dir, ids, tmp):
-    ids_path, out_path = tmp / "ids.bin", tmp / "logits.f32"
-    np.asarray(ids, dtype="<i4").tofile(ids_path)
-    run([engine_logits, model_dir, ids_path, out_path, ids.shape[1]])
-    return np.fromfile(out_path, dtype="<f4").reshape(ids.shape[0], ids.shape[1], -1)
 
 
 def check_bytes(name, src_dir, out_dir, meta):
@@ -219,5 +173,4 @@ try:
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 
-print(f"{passed} passed, {failed} failed ({time.time() - t0:.1f} s)")
-sys.exit(1 if failed else 0)
+check.finish()

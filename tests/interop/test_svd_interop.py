@@ -20,9 +20,7 @@ Plus d2-moe (factored and dense) on olmoe through the same checks.
 Usage: test_svd_interop.py MOEKIT TESTS_DIR    (exit 77 = skipped: no transformers)
 """
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,51 +28,17 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from checkpoint_oracle import Checks, Oracle, run  # noqa: E402
+
 moekit, tests = sys.argv[1], Path(sys.argv[2]).resolve()
 root = tests.parent
-engine_logits = os.environ.get("MOEKIT_ENGINE_LOGITS") or str(Path(moekit).resolve().parent / "tests" / "moekit_engine_logits")
-try:
-    import torch
-    import transformers
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-except ImportError as e:
-    print(f"SKIPPED: test_svd_interop needs torch, transformers and safetensors ({e})", flush=True)
-    sys.exit(77)
-if not Path(engine_logits).exists():
-    print(f"FAIL: moekit_engine_logits not found ({engine_logits}); set MOEKIT_ENGINE_LOGITS")
-    sys.exit(1)
-
-torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
-transformers.utils.logging.set_verbosity_error()
-transformers.utils.logging.disable_progress_bar()
+oracle = Oracle("test_svd_interop", moekit)  # exits 77 without torch/transformers
+torch, transformers = oracle.torch, oracle.transformers
+from safetensors.torch import save_file  # noqa: E402
+tensors, logits_transformers, logits_moekit = oracle.tensors, oracle.logits_transformers, oracle.logits_moekit
+check = Checks()
 calib = root / "assets" / "corpus" / "train" / "en.txt"
-passed = failed = 0
-
-
-def check(what, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL {what} {detail}", flush=True)
-
-
-def run(cmd):
-    r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, cmd))} -> exit {r.returncode}: {r.stderr[-800:]}")
-    return r.stdout
-
-
-def tensors(model_dir):
-    out = {}
-    for f in sorted(Path(model_dir).glob("*.safetensors")):
-        with safe_open(str(f), framework="pt") as st:
-            for name in st.keys():
-                out[name] = st.get_tensor(name)
-    return out
 
 
 def raw(t):
@@ -85,21 +49,6 @@ def raw(t):
 def is_expert_weight(name):
     parts = name.split(".")
     return "experts" in parts and parts[parts.index("experts") + 1].isdigit() and name.endswith(".weight")
-
-
-def logits_transformers(model_dir, ids):
-    model = transformers.AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32,
-                                                              attn_implementation="eager")
-    model.eval()
-    with torch.no_grad():
-        return model(torch.tensor(ids, dtype=torch.long)).logits.float().numpy()
-
-
-def logits_moekit(model_dir, ids, tmp):
-    ids_path, out_path = tmp / "ids.bin", tmp / "logits.f32"
-    np.asarray(ids, dtype="<i4").tofile(ids_path)
-    run([engine_logits, model_dir, ids_path, out_path, ids.shape[1]])
-    return np.fromfile(out_path, dtype="<f4").reshape(ids.shape[0], ids.shape[1], -1)
 
 
 def rebuild_fp32(fact_dir, out_dir):
@@ -189,5 +138,4 @@ try:
 finally:
     shutil.rmtree(tmp, ignore_errors=True)
 
-print(f"{passed} passed, {failed} failed ({time.time() - t0:.1f} s)")
-sys.exit(1 if failed else 0)
+check.finish()
