@@ -45,7 +45,12 @@ CLI::App* add_svd(CLI::App& app, SvdCommand& command) {
     sub->add_option("--calib", command.calib, "Calibration data: FILE[,FILE...] or DOMAIN=FILE[,...] (svd-llm, d2-moe)");
     sub->add_flag("--dry-run", command.dry_run, "Calibrate and factorize, report, write nothing");
     sub->add_flag("--force", command.force, "Replace an existing output directory");
+    command.corpus.batch_tokens = svd::kDefaultBatchTokens;
     add_corpus_options(*sub, command.corpus);
+    sub->get_option("--batch-tokens")
+        ->description("Tokens per calibration pass (default 131072). When the calibration fits in one pass, "
+                      "each layer is factorized as soon as it is calibrated and only one layer's statistics "
+                      "(n_expert x (d_model^2 + d_ff^2) x 8 bytes) are held; otherwise every MoE layer's are");
     // --format names the output format here (the brief's `--format dense|factored`); the
     // calibration data format that --format means elsewhere is --calib-format.
     sub->remove_option(sub->get_option("--format"));

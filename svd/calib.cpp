@@ -49,4 +49,13 @@ void CalibObserver::on_expert(const model::ExpertEvent& ev) {
     st.tokens += n;
 }
 
+void CalibObserver::on_layer(const model::LayerEvent& ev) {
+    if (!consumer_) return;
+    const int64_t slot = slot_.at(static_cast<size_t>(ev.layer));
+    if (slot < 0) return;
+    LayerCalib& lc = layers_[static_cast<size_t>(slot)];
+    consumer_(lc);
+    for (ExpertStats& st : lc.experts) st = ExpertStats{};
+}
+
 }  // namespace moekit::svd

@@ -6,10 +6,12 @@
 // it x; the intermediate activation a is recomputed here from x and the expert's gate/up weights
 // read from the checkpoint, so the engine needs no change. Sums over batches simply add.
 //
-// Memory: n_moe_layer × n_expert × (d_model² + d_ff²) × 8 bytes (16 MiB for the demo model).
+// Memory: n_expert × (d_model² + d_ff²) × 8 bytes per MoE layer held: one layer when the
+// statistics are consumed in the last engine pass (set_last_pass), every MoE layer before it.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "io/checkpoint.h"
@@ -34,8 +36,15 @@ class CalibObserver : public model::Observer {
 public:
     // `checkpoint` (read for the experts' gate/up weights) must outlive the observer.
     CalibObserver(const io::Checkpoint& checkpoint, const model::ArchSpec& arch, const model::ModelConfig& config);
-    uint32_t sites() const override { return model::kSiteExpert; }
+    uint32_t sites() const override { return model::kSiteExpert | model::kSiteLayer; }
     void on_expert(const model::ExpertEvent& event) override;
+    void on_layer(const model::LayerEvent& event) override;
+
+    // Layer streaming: when set, the engine pass that is running is the last one, so a MoE
+    // layer's statistics are complete at its on_layer event; they are handed to `consumer` there
+    // and freed, and only one layer's statistics are held at a time (the engine pushes all of a
+    // pass's tokens through layer l before l+1). Unset (default), statistics accumulate.
+    void set_last_pass(std::function<void(LayerCalib&)> consumer) { consumer_ = std::move(consumer); }
 
     // MoE layers in ascending order.
     const std::vector<LayerCalib>& layers() const { return layers_; }
@@ -46,6 +55,7 @@ private:
     const model::ArchSpec& arch_;
     std::vector<int64_t> slot_;  // decoder layer -> index in layers_ (-1 for dense layers)
     std::vector<LayerCalib> layers_;
+    std::function<void(LayerCalib&)> consumer_;
 };
 
 // The intermediate activation a = silu(x W_gateᵀ) ⊙ (x W_upᵀ) for rows x [n, d] (row-major fp32),

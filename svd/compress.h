@@ -58,6 +58,12 @@ struct LayerFactors {
 // Throws Error("svd") when d2-moe's base leaves no budget.
 int64_t method_rank(Method method, int64_t m, int64_t n, int64_t n_expert, double ratio);
 
+// Factorizes every routed expert of MoE layer `layer`; `calib` (that layer's statistics) may be
+// null for Method::plain. Experts are processed in parallel (n_threads).
+LayerFactors compress_layer(const io::Checkpoint& checkpoint, const model::ArchSpec& arch,
+                            const model::ModelConfig& config, Method method, double ratio, int64_t layer,
+                            const LayerCalib* calib, int n_threads);
+
 // Factorizes every routed expert of every MoE layer. `calib` may be null for Method::plain.
 // Experts are processed in parallel (n_threads); `progress` gets (fraction, what).
 std::vector<LayerFactors> compress(const io::Checkpoint& checkpoint, const model::ArchSpec& arch,

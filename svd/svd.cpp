@@ -69,9 +69,12 @@ SvdResult svd(const SvdOptions& options) {
     res.rank[2] = method_rank(res.method, d, f, mc.n_expert, options.ratio);
     check_output(options);
 
-    std::vector<LayerCalib> calib;
+    // Whitened methods: the factorization runs inside the calibration's last engine pass, layer by
+    // layer as each layer's statistics complete (CalibObserver::set_last_pass), so only one layer's
+    // statistics are held when the calibration fits in one pass (--batch-tokens).
+    double factor_s = 0;
     if (whitened) {
-        auto t = std::chrono::steady_clock::now();
+        const auto t = core::Clock::now();
         model::CorpusOptions co = options.calib;
         co.flag = "--calib";
         const model::Corpus corpus = model::load_corpus(ckpt, mc.vocab_size, co);
@@ -86,20 +89,28 @@ SvdResult svd(const SvdOptions& options) {
         CalibObserver observer(ckpt, arch, mc);
         model::Observer* const observers[] = {&observer};
         const auto batches = model::batch_windows(corpus.windows, options.batch_tokens);
+        res.calib_passes = static_cast<int64_t>(batches.size());
+        const int64_t n_moe = mc.n_moe_layer();
         for (size_t b = 0; b < batches.size(); ++b) {
             progress(static_cast<double>(b) / static_cast<double>(batches.size()),
                      "calibration batch " + std::to_string(b + 1) + "/" + std::to_string(batches.size()));
+            if (b + 1 == batches.size())
+                observer.set_last_pass([&](LayerCalib& lc) {
+                    const auto tf = core::Clock::now();
+                    progress(static_cast<double>(res.layers.size()) / static_cast<double>(n_moe),
+                             "factorizing layer " + std::to_string(lc.layer));
+                    res.layers.push_back(compress_layer(ckpt, arch, mc, res.method, options.ratio, lc.layer, &lc, res.threads));
+                    factor_s += core::seconds_since(tf);
+                });
             std::vector<std::vector<int32_t>> seqs;
             for (size_t w = batches[b].first; w < batches[b].second; ++w) seqs.push_back(corpus.window_ids(w));
             engine.forward_hidden(seqs, observers);
         }
-        calib = std::move(observer.layers());
-        res.calib_s = core::seconds_since(t);
+        res.calib_s = core::seconds_since(t) - factor_s;
     }
 
     auto t = std::chrono::steady_clock::now();
-    res.layers = compress(ckpt, arch, mc, res.method, options.ratio, whitened ? &calib : nullptr, res.threads, progress);
-    calib.clear();
+    if (!whitened) res.layers = compress(ckpt, arch, mc, res.method, options.ratio, nullptr, res.threads, progress);
     for (const LayerFactors& lf : res.layers) {
         for (const ExpertFactors& ef : lf.experts)
             for (const Factors& fp : ef.proj) {
@@ -112,7 +123,7 @@ SvdResult svd(const SvdOptions& options) {
     res.input_tensor_bytes = ckpt.total_tensor_bytes();
     res.output_tensor_bytes = io::planned_tensor_bytes(ckpt, edit);
     res.moekit_json = make_moekit_json(res);
-    res.factor_s = core::seconds_since(t);
+    res.factor_s = factor_s + core::seconds_since(t);
 
     if (!options.dry_run) {
         t = std::chrono::steady_clock::now();

@@ -31,6 +31,9 @@
 
 namespace moekit::svd {
 
+// 128 Ki tokens: a typical calibration set in one pass (activations ~0.5 GiB per buffer at d 1024).
+inline constexpr int64_t kDefaultBatchTokens = 131072;
+
 struct SvdOptions {
     std::filesystem::path model_dir;
     std::filesystem::path out_dir;        // required unless dry_run
@@ -40,7 +43,10 @@ struct SvdOptions {
     bool dry_run = false;                 // calibrate and factorize, report, write nothing
     bool force = false;
     model::CorpusOptions calib;           // its flag is named "--calib" in messages
-    int64_t batch_tokens = 16384;
+    // Tokens per engine pass. When the calibration fits in one pass, each layer is factorized as
+    // soon as its statistics are complete and only one layer's are held; more passes hold every
+    // MoE layer's statistics until the last (svd/calib.h). Larger passes hold more activations.
+    int64_t batch_tokens = kDefaultBatchTokens;
     int threads = 0;                      // 0: all cores
     uint64_t max_shard_bytes = 5'000'000'000;
     std::string tool_version;
@@ -55,6 +61,7 @@ struct SvdResult {
     int64_t n_layer = 0, n_expert = 0, d_model = 0, d_ff_expert = 0;
     int64_t rank[3] = {0, 0, 0};          // gate, up, down
     int64_t seq_len = 0, calib_tokens = 0, calib_windows = 0;
+    int64_t calib_passes = 0;             // engine passes over the calibration (1: layer streaming)
     std::string tokenization;
     nlohmann::ordered_json calib_files = nlohmann::ordered_json::array();
     std::vector<LayerFactors> layers;     // MoE layers, ascending (factors kept for the write)

@@ -53,7 +53,7 @@ Json make_moekit_json(const SvdResult& r) {
                    {"d_ff_expert", r.d_ff_expert}};
     j["params"] = {{"method", method_name(r.method)}, {"ratio", o.ratio}, {"format", format_name(r.format)},
                    {"calib", r.calib_files}, {"seq_len", r.seq_len}, {"max_tokens", o.calib.max_tokens},
-                   {"batch_tokens", o.batch_tokens}, {"tokenization", r.tokenization},
+                   {"batch_tokens", o.batch_tokens}, {"calibration_passes", r.calib_passes}, {"tokenization", r.tokenization},
                    {"conventions", conventions(r.method)}};
     j["result"] = {{"rank", {{"gate", r.rank[0]}, {"up", r.rank[1]}, {"down", r.rank[2]}}},
                    {"expert_params", r.expert_params},

@@ -70,6 +70,44 @@ TEST(SvdEngine, CalibStatisticsBruteForce) {
     EXPECT_GT(checked, 4);
 }
 
+// Layer streaming: with the calibration in one engine pass each layer is factorized at its
+// on_layer event from complete statistics; with several passes the statistics accumulate over
+// every pass first. Both must give the same factors (sums in another order: ~1e-12).
+TEST(SvdEngine, OnePassLayerStreamingEqualsAccumulatedPasses) {
+    SvdOptions o;
+    o.model_dir = kDemo;
+    o.ratio = 0.5;
+    o.dry_run = true;
+    o.threads = 2;
+    o.calib.data = {io::DataSource{"en", kRoot / "assets" / "corpus" / "train" / "en.txt"}};
+    o.calib.max_tokens = 1024;
+    o.calib.seq_len = 128;
+    o.batch_tokens = 1 << 20;
+    const SvdResult one = svd(o);
+    o.batch_tokens = 256;
+    const SvdResult many = svd(o);
+    EXPECT_EQ(one.calib_passes, 1);
+    EXPECT_GT(many.calib_passes, 1);
+    ASSERT_EQ(one.layers.size(), many.layers.size());
+    double worst = 0;
+    for (size_t l = 0; l < one.layers.size(); ++l) {
+        EXPECT_EQ(one.layers[l].layer, many.layers[l].layer);
+        EXPECT_EQ(one.layers[l].tokens, many.layers[l].tokens);
+        for (size_t e = 0; e < one.layers[l].experts.size(); ++e)
+            for (int p = 0; p < 3; ++p) {
+                const Factors& a = one.layers[l].experts[e].proj[p];
+                const Factors& b = many.layers[l].experts[e].proj[p];
+                ASSERT_EQ(a.a.size(), b.a.size());
+                // A B is unique where singular values are distinct; compare the products' rows.
+                const Eigen::Map<const model::Matrix> aa(a.a.data(), a.m, a.r), ab(a.b.data(), a.r, a.n);
+                const Eigen::Map<const model::Matrix> ba(b.a.data(), b.m, b.r), bb(b.b.data(), b.r, b.n);
+                const model::Matrix wa = aa * ab, wb = ba * bb;
+                worst = std::max(worst, static_cast<double>((wa - wb).norm() / wa.norm()));
+            }
+    }
+    EXPECT_LT(worst, 1e-4);
+}
+
 TEST(SvdEngine, FactoredRunsLikeDenseWithLessWeightMemory) {
     test::TempDir dir("svd-engine");
     for (const char* method : {"svd-llm", "d2-moe"}) {
