@@ -157,4 +157,24 @@ void convert_to_f32(DType dtype, const std::byte* src, std::size_t n, float* dst
     throw InternalError("dtype", "convert_to_f32: unhandled dtype");
 }
 
+void convert_from_f32(DType dtype, const float* src, std::size_t n, std::byte* dst) {
+    switch (dtype) {
+        case DType::F32: std::memcpy(dst, src, n * 4); return;
+        case DType::BF16:
+            for (std::size_t i = 0; i < n; ++i) {
+                const uint16_t bits = f32_to_bf16(src[i]);
+                std::memcpy(dst + 2 * i, &bits, 2);
+            }
+            return;
+        case DType::F16:
+            for (std::size_t i = 0; i < n; ++i) {
+                const uint16_t bits = f32_to_f16(src[i]);
+                std::memcpy(dst + 2 * i, &bits, 2);
+            }
+            return;
+        default: break;
+    }
+    throw InternalError("dtype", "convert_from_f32: cannot encode " + std::string(dtype_name(dtype)));
+}
+
 }  // namespace moekit::core

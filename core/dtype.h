@@ -33,5 +33,8 @@ uint16_t f32_to_f16(float value);    // round to nearest even, overflow to inf
 // Converts n elements of `dtype` starting at `src` (little-endian bytes) to fp32.
 // Integer and bool types convert by value. `src` need not be aligned.
 void convert_to_f32(DType dtype, const std::byte* src, std::size_t n, float* dst);
+// The reverse for the float types moekit writes: n fp32 values to F32, BF16 or F16 bytes
+// (little-endian, round to nearest even). `dst` need not be aligned; other dtypes throw.
+void convert_from_f32(DType dtype, const float* src, std::size_t n, std::byte* dst);
 
 }  // namespace moekit::core

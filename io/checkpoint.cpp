@@ -149,6 +149,13 @@ void Checkpoint::release(std::string_view name) const {
     entry.file->release(*entry.info);
 }
 
+std::vector<std::string> Checkpoint::names_with_prefix(std::string_view prefix) const {
+    std::vector<std::string> out;
+    for (auto it = tensors_.lower_bound(prefix); it != tensors_.end() && it->first.starts_with(prefix); ++it)
+        out.push_back(it->first);
+    return out;
+}
+
 uint64_t Checkpoint::total_tensor_bytes() const {
     uint64_t total = 0;
     for (const auto& [name, entry] : tensors_) total += entry.info->nbytes();

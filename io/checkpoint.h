@@ -38,6 +38,8 @@ public:
     const Entry& at(std::string_view name) const;    // throws Error naming the tensor
     // Every tensor, in name order.
     const std::map<std::string, Entry, std::less<>>& tensors() const { return tensors_; }
+    // Names of the tensors starting with `prefix`, in name order.
+    std::vector<std::string> names_with_prefix(std::string_view prefix) const;
 
     std::span<const std::byte> bytes(std::string_view name) const;
     std::vector<float> read_f32(std::string_view name) const;

@@ -477,4 +477,21 @@ void write_safetensors(const fs::path& path, const std::vector<TensorSource>& te
     out.commit();
 }
 
+TensorSource f32_tensor_source(std::string name, core::DType dtype, std::vector<int64_t> shape,
+                               std::function<std::vector<float>()> values) {
+    TensorSource src;
+    src.name = std::move(name);
+    src.dtype = dtype;
+    src.shape = std::move(shape);
+    uint64_t n = 1;
+    for (int64_t d : src.shape) n *= static_cast<uint64_t>(d);
+    src.nbytes = n * core::dtype_size(dtype);
+    src.fill = [dtype, n, tensor = src.name, values = std::move(values)](std::byte* dst) {
+        const std::vector<float> v = values();
+        if (v.size() != n) throw InternalError("safetensors", "tensor '" + tensor + "': values have the wrong size");
+        core::convert_from_f32(dtype, v.data(), v.size(), dst);
+    };
+    return src;
+}
+
 }  // namespace moekit::io

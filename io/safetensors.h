@@ -117,6 +117,12 @@ struct TensorSource {
     std::function<void(std::byte* dst)> fill;              // writes exactly nbytes
 };
 
+// A float tensor (F32, BF16 or F16) whose fp32 values, row-major, come from `values` when the
+// writer reaches it (so a command computes merged or reconstructed weights one tensor at a time).
+// The fill throws InternalError if `values` returns the wrong number of elements.
+TensorSource f32_tensor_source(std::string name, core::DType dtype, std::vector<int64_t> shape,
+                               std::function<std::vector<float>()> values);
+
 // Writes one safetensors file: the header is computed from the sources up front (tensors in
 // the given order, offsets contiguous, `__metadata__` first and omitted when empty, padded with
 // spaces to a multiple of 8 bytes), then each tensor's bytes are streamed in the given order

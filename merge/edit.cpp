@@ -11,14 +11,6 @@ namespace moekit::merge {
 
 namespace {
 
-std::vector<std::string> with_prefix(const io::Checkpoint& ckpt, const std::string& prefix) {
-    std::vector<std::string> out;
-    const auto& all = ckpt.tensors();
-    for (auto it = all.lower_bound(prefix); it != all.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it)
-        out.push_back(it->first);
-    return out;
-}
-
 void check_float(const io::Checkpoint& ckpt, const std::string& name) {
     const core::DType dt = ckpt.at(name).info->dtype;
     if (dt != core::DType::F32 && dt != core::DType::BF16 && dt != core::DType::F16)
@@ -26,42 +18,10 @@ void check_float(const io::Checkpoint& ckpt, const std::string& name) {
                                  "; merging needs F32, BF16 or F16 weights (dequantize FP8 checkpoints first)");
 }
 
-void encode(core::DType dt, const float* src, size_t n, std::byte* dst) {
-    switch (dt) {
-        case core::DType::F32: std::memcpy(dst, src, n * sizeof(float)); return;
-        case core::DType::BF16:
-            for (size_t i = 0; i < n; ++i) {
-                const uint16_t b = core::f32_to_bf16(src[i]);
-                std::memcpy(dst + 2 * i, &b, 2);
-            }
-            return;
-        case core::DType::F16:
-            for (size_t i = 0; i < n; ++i) {
-                const uint16_t b = core::f32_to_f16(src[i]);
-                std::memcpy(dst + 2 * i, &b, 2);
-            }
-            return;
-        default: throw InternalError("merge", "encode: unsupported dtype");
-    }
-}
-
-// A new tensor named `name` shaped like input tensor `like`, filled by `make` (fp32 row-major).
+// A new tensor named `name` in the dtype of input tensor `like`, filled by `make` (fp32 row-major).
 io::TensorSource float_tensor(const io::Checkpoint& ckpt, const std::string& like, const std::string& name,
                               std::vector<int64_t> shape, std::function<std::vector<float>()> make) {
-    const core::DType dt = ckpt.at(like).info->dtype;
-    io::TensorSource src;
-    src.name = name;
-    src.dtype = dt;
-    src.shape = std::move(shape);
-    uint64_t n = 1;
-    for (int64_t s : src.shape) n *= static_cast<uint64_t>(s);
-    src.nbytes = n * core::dtype_size(dt);
-    src.fill = [dt, n, make = std::move(make)](std::byte* dst) {
-        const std::vector<float> v = make();
-        if (v.size() != n) throw InternalError("merge", "merged tensor has the wrong size");
-        encode(dt, v.data(), v.size(), dst);
-    };
-    return src;
+    return io::f32_tensor_source(name, ckpt.at(like).info->dtype, std::move(shape), std::move(make));
 }
 
 std::vector<float> to_vector(const model::Matrix& m) { return std::vector<float>(m.data(), m.data() + m.size()); }
@@ -74,12 +34,6 @@ model::Matrix read_matrix(const io::Checkpoint& ckpt, const std::string& name) {
 }
 
 }  // namespace
-
-std::string expert_prefix(const model::ArchSpec& arch, int64_t il, int64_t ie) {
-    const std::string gate = arch.expert_tensors(il, ie).gate;
-    const size_t cut = gate.rfind('.', gate.rfind('.') - 1);
-    return gate.substr(0, cut + 1);
-}
 
 ExpertWeights read_expert(const io::Checkpoint& ckpt, const model::ArchSpec& arch, int64_t il, int64_t ie) {
     const model::ExpertTensorNames n = arch.expert_tensors(il, ie);
@@ -130,7 +84,7 @@ io::CheckpointEdit make_edit(const io::Checkpoint& ckpt, const model::ArchSpec& 
         // Every expert tensor must be one of gate/up/down in a float dtype.
         for (int64_t e = 0; e < lm.n_expert; ++e) {
             const model::ExpertTensorNames names = arch.expert_tensors(il, e);
-            for (const std::string& t : with_prefix(ckpt, expert_prefix(arch, il, e))) {
+            for (const std::string& t : ckpt.names_with_prefix(model::expert_prefix(arch, il, e))) {
                 if (t != names.gate && t != names.up && t != names.down)
                     throw Error("merge", "expert tensor '" + t + "' cannot be merged (only the gate/up/down weights of F32, BF16 "
                                                              "or F16 experts can; dequantize FP8 checkpoints first)");
@@ -164,7 +118,7 @@ io::CheckpointEdit make_edit(const io::Checkpoint& ckpt, const model::ArchSpec& 
         }
         for (int64_t e = 0; e < lm.n_expert; ++e) {
             if (kept_as_is[static_cast<size_t>(e)]) continue;
-            for (const std::string& t : with_prefix(ckpt, expert_prefix(arch, il, e))) {
+            for (const std::string& t : ckpt.names_with_prefix(model::expert_prefix(arch, il, e))) {
                 edit.drop.insert(t);
                 ++sum.dropped;
             }
@@ -197,7 +151,7 @@ io::CheckpointEdit make_edit(const io::Checkpoint& ckpt, const model::ArchSpec& 
     }
     int64_t mtp_dropped = 0;
     for (int64_t j = 0; j < mc.n_mtp_layer; ++j) {
-        const std::vector<std::string> names = with_prefix(ckpt, "model.layers." + std::to_string(mc.n_layer + j) + ".");
+        const std::vector<std::string> names = ckpt.names_with_prefix("model.layers." + std::to_string(mc.n_layer + j) + ".");
         for (const std::string& name : names) edit.drop.insert(name);
         sum.dropped += static_cast<int64_t>(names.size());
         mtp_dropped += names.empty() ? 0 : 1;

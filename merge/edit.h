@@ -42,9 +42,6 @@ struct EditSummary {
     std::vector<std::string> notes;
 };
 
-// The three projection names of expert ie of layer il, and the prefix of all its tensors.
-std::string expert_prefix(const model::ArchSpec& arch, int64_t il, int64_t ie);
-
 // Refuses (Error "merge") expert tensors it cannot merge (FP8, extra per-expert tensors) and an
 // FP8 router. `checkpoint` and `layers` must outlive the write.
 io::CheckpointEdit make_edit(const io::Checkpoint& checkpoint, const model::ArchSpec& arch, const model::ModelConfig& config,

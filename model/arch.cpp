@@ -122,6 +122,12 @@ ResolvedConfig resolve_config(const io::HfConfig& config) {
     return resolved;
 }
 
+std::string expert_prefix(const ArchSpec& arch, int64_t il, int64_t ie) {
+    const std::string gate = arch.expert_tensors(il, ie).gate;  // "<prefix><proj>.weight"
+    const size_t cut = gate.rfind('.', gate.rfind('.') - 1);
+    return gate.substr(0, cut + 1);
+}
+
 std::string lowrank_tensor(const std::string& weight_name, char which) {
     const std::string_view suffix = ".weight";
     const std::string stem = weight_name.ends_with(suffix) ? weight_name.substr(0, weight_name.size() - suffix.size())

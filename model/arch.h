@@ -133,6 +133,11 @@ public:
     virtual std::optional<TensorCategory> tolerated_extra(const ModelConfig& config, std::string_view name) const;
 };
 
+// The prefix every tensor of routed expert ie of layer il starts with:
+// "model.layers.{il}.mlp.experts.{ie}." (Mixtral: "...block_sparse_moe.experts.{ie}."), so FP8
+// scales and biases go with the expert when prune or merge drop or rename it.
+std::string expert_prefix(const ArchSpec& arch, int64_t il, int64_t ie);
+
 // The registry. Throws moekit::Error listing the supported model types when unknown.
 const ArchSpec& arch_for(std::string_view model_type);
 std::vector<std::string_view> supported_model_types();

@@ -10,15 +10,6 @@ namespace moekit::prune {
 
 namespace {
 
-// Names of all checkpoint tensors starting with `prefix`.
-std::vector<std::string> with_prefix(const io::Checkpoint& ckpt, const std::string& prefix) {
-    std::vector<std::string> out;
-    const auto& all = ckpt.tensors();
-    for (auto it = all.lower_bound(prefix); it != all.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it)
-        out.push_back(it->first);
-    return out;
-}
-
 // Rows `kept` of a tensor whose first dimension indexes experts, byte-for-byte.
 io::TensorSource slice_rows(const io::Checkpoint& ckpt, const std::string& name, const std::vector<int64_t>& kept, int64_t n_expert) {
     const io::Checkpoint::Entry& entry = ckpt.at(name);
@@ -42,12 +33,6 @@ io::TensorSource slice_rows(const io::Checkpoint& ckpt, const std::string& name,
 
 }  // namespace
 
-std::string expert_prefix(const model::ArchSpec& arch, int64_t il, int64_t ie) {
-    const std::string gate = arch.expert_tensors(il, ie).gate;  // "<prefix><proj>.weight"
-    const size_t cut = gate.rfind('.', gate.rfind('.') - 1);
-    return gate.substr(0, cut + 1);
-}
-
 io::CheckpointEdit make_edit(const io::Checkpoint& ckpt, const model::ArchSpec& arch, const model::ModelConfig& mc,
                              const Plan& plan, EditSummary* summary) {
     io::CheckpointEdit edit;
@@ -55,15 +40,15 @@ io::CheckpointEdit make_edit(const io::Checkpoint& ckpt, const model::ArchSpec& 
     for (const LayerPlan& lp : plan.layers) {
         const int64_t il = lp.layer;
         for (int64_t e : lp.removed)
-            for (const std::string& name : with_prefix(ckpt, expert_prefix(arch, il, e))) {
+            for (const std::string& name : ckpt.names_with_prefix(model::expert_prefix(arch, il, e))) {
                 edit.drop.insert(name);
                 ++sum.dropped;
             }
         for (size_t i = 0; i < lp.kept.size(); ++i) {
             const int64_t e = lp.kept[i];
             if (e == static_cast<int64_t>(i)) continue;
-            const std::string from = expert_prefix(arch, il, e), to = expert_prefix(arch, il, static_cast<int64_t>(i));
-            for (const std::string& name : with_prefix(ckpt, from)) {
+            const std::string from = model::expert_prefix(arch, il, e), to = model::expert_prefix(arch, il, static_cast<int64_t>(i));
+            for (const std::string& name : ckpt.names_with_prefix(from)) {
                 edit.rename[name] = to + name.substr(from.size());
                 ++sum.renamed;
             }
@@ -99,7 +84,7 @@ io::CheckpointEdit make_edit(const io::Checkpoint& ckpt, const model::ArchSpec& 
     // DeepSeek-V3 MTP layers hold experts of the old count and cannot be calibrated: drop them.
     int64_t mtp_dropped = 0;
     for (int64_t j = 0; j < mc.n_mtp_layer; ++j) {
-        const std::vector<std::string> names = with_prefix(ckpt, "model.layers." + std::to_string(mc.n_layer + j) + ".");
+        const std::vector<std::string> names = ckpt.names_with_prefix("model.layers." + std::to_string(mc.n_layer + j) + ".");
         for (const std::string& name : names) edit.drop.insert(name);
         sum.dropped += static_cast<int64_t>(names.size());
         mtp_dropped += names.empty() ? 0 : 1;

@@ -33,9 +33,6 @@ struct EditSummary {
     std::vector<std::string> notes;     // e.g. MTP layers dropped
 };
 
-// "model.layers.{il}.mlp.experts.{ie}." (Mixtral: "...block_sparse_moe.experts.{ie}.").
-std::string expert_prefix(const model::ArchSpec& arch, int64_t il, int64_t ie);
-
 // The edit; `checkpoint` must outlive the write (router slices read its mapped bytes).
 // Throws Error("prune") for what it cannot slice (an FP8-quantized router).
 io::CheckpointEdit make_edit(const io::Checkpoint& checkpoint, const model::ArchSpec& arch,

@@ -482,19 +482,9 @@ void quantize_row(GgmlType type, const float* x, std::byte* dst, int64_t n) {
     const int64_t nb = n / ggml_block_size(type);
     (void)ggml_row_bytes(type, n);  // checks the block multiple
     switch (type) {
-        case GgmlType::F32: std::memcpy(dst, x, static_cast<std::size_t>(n) * 4); return;
-        case GgmlType::F16:
-            for (int64_t i = 0; i < n; ++i) {
-                const uint16_t h = core::f32_to_f16(x[i]);
-                std::memcpy(dst + 2 * i, &h, 2);
-            }
-            return;
-        case GgmlType::BF16:
-            for (int64_t i = 0; i < n; ++i) {
-                const uint16_t h = core::f32_to_bf16(x[i]);
-                std::memcpy(dst + 2 * i, &h, 2);
-            }
-            return;
+        case GgmlType::F32: core::convert_from_f32(core::DType::F32, x, static_cast<std::size_t>(n), dst); return;
+        case GgmlType::F16: core::convert_from_f32(core::DType::F16, x, static_cast<std::size_t>(n), dst); return;
+        case GgmlType::BF16: core::convert_from_f32(core::DType::BF16, x, static_cast<std::size_t>(n), dst); return;
         case GgmlType::Q4_0: quantize_q4_0(x, dst, nb); return;
         case GgmlType::Q5_0: quantize_q5_0(x, dst, nb); return;
         case GgmlType::Q8_0: quantize_q8_0(x, dst, nb); return;

@@ -470,14 +470,7 @@ QuantizeResult quantize(const QuantizeOptions& options) {
                     fake_rows(rq, data.data(), rows, cols, stats);
                 }
                 fill_report(res.tensors[idx], stats);
-                if (out_dtype == core::DType::F32) {
-                    std::memcpy(dst, data.data(), data.size() * 4);
-                } else {
-                    for (std::size_t i = 0; i < data.size(); ++i) {
-                        const uint16_t h = out_dtype == core::DType::BF16 ? core::f32_to_bf16(data[i]) : core::f32_to_f16(data[i]);
-                        std::memcpy(dst + 2 * i, &h, 2);
-                    }
-                }
+                core::convert_from_f32(out_dtype, data.data(), data.size(), dst);
                 ck.release(name);
             };
             if (out_dtype != core::DType::F32 && out_dtype != core::DType::BF16 && out_dtype != core::DType::F16)

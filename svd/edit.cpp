@@ -32,31 +32,6 @@ float round_to(core::DType dtype, float v) {
     return v;
 }
 
-void store(core::DType dtype, const float* src, size_t n, std::byte* dst) {
-    if (dtype == core::DType::F32) {
-        std::memcpy(dst, src, n * sizeof(float));
-        return;
-    }
-    for (size_t i = 0; i < n; ++i) {
-        const uint16_t bits = dtype == core::DType::BF16 ? core::f32_to_bf16(src[i]) : core::f32_to_f16(src[i]);
-        std::memcpy(dst + i * 2, &bits, 2);
-    }
-}
-
-io::TensorSource source(const std::string& name, core::DType dtype, int64_t rows, int64_t cols,
-                        std::function<std::vector<float>()> values) {
-    io::TensorSource s;
-    s.name = name;
-    s.dtype = dtype;
-    s.shape = {rows, cols};
-    s.nbytes = static_cast<uint64_t>(rows * cols) * core::dtype_size(dtype);
-    s.fill = [dtype, values = std::move(values)](std::byte* dst) {
-        const std::vector<float> v = values();
-        store(dtype, v.data(), v.size(), dst);
-    };
-    return s;
-}
-
 }  // namespace
 
 void check_expert_dtypes(const io::Checkpoint& ckpt, const model::ArchSpec& arch, const model::ModelConfig& mc) {
@@ -86,7 +61,7 @@ io::CheckpointEdit make_edit(const io::Checkpoint& ckpt, const model::ArchSpec& 
         for (int p = 0; p < 3 && has_base && format == Format::factored; ++p) {
             const Factors& f0 = lf.experts.front().proj[p];
             const std::vector<float>* base = &lf.base[p];
-            edit.put.push_back(source(base_tensor(arch, il, p), base_dtype, f0.m, f0.n, [base] { return *base; }));
+            edit.put.push_back(io::f32_tensor_source(base_tensor(arch, il, p), base_dtype, {f0.m, f0.n}, [base] { return *base; }));
         }
         for (size_t ie = 0; ie < lf.experts.size(); ++ie) {
             const model::ExpertTensorNames names = arch.expert_tensors(il, static_cast<int64_t>(ie));
@@ -97,12 +72,12 @@ io::CheckpointEdit make_edit(const io::Checkpoint& ckpt, const model::ArchSpec& 
                 rank[kProjNames[p]] = f->r;
                 if (format == Format::factored) {
                     edit.drop.insert(w);
-                    edit.put.push_back(source(model::lowrank_tensor(w, 'a'), dtype, f->m, f->r, [f] { return f->a; }));
-                    edit.put.push_back(source(model::lowrank_tensor(w, 'b'), dtype, f->r, f->n, [f] { return f->b; }));
+                    edit.put.push_back(io::f32_tensor_source(model::lowrank_tensor(w, 'a'), dtype, {f->m, f->r}, [f] { return f->a; }));
+                    edit.put.push_back(io::f32_tensor_source(model::lowrank_tensor(w, 'b'), dtype, {f->r, f->n}, [f] { return f->b; }));
                     continue;
                 }
                 const std::vector<float>* base = has_base ? &lf.base[p] : nullptr;
-                edit.put.push_back(source(w, dtype, f->m, f->n, [f, base, dtype] {
+                edit.put.push_back(io::f32_tensor_source(w, dtype, {f->m, f->n}, [f, base, dtype] {
                     using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
                     RowMatrix a = Eigen::Map<const RowMatrix>(f->a.data(), f->m, f->r);
                     RowMatrix b = Eigen::Map<const RowMatrix>(f->b.data(), f->r, f->n);

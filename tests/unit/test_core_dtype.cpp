@@ -230,3 +230,26 @@ TEST(CoreDtype, ConvertToF32MatchesScalarDecodersAndIntegers) {
 }
 
 }  // namespace
+
+// The bulk encoder writes exactly the scalar encoders' bits (unaligned destination included) and
+// convert_to_f32 reads them back; non-float dtypes are refused.
+TEST(CoreDtype, ConvertFromF32MatchesScalarEncoders) {
+    const std::vector<float> x = {0.0f, -0.0f, 1.0f, -2.5f, 3.14159f, 65504.0f, 1e-8f, 1e30f};
+    for (DType dt : {DType::F32, DType::BF16, DType::F16}) {
+        const std::size_t w = dtype_size(dt);
+        std::vector<std::byte> buf(x.size() * w + 1);
+        convert_from_f32(dt, x.data(), x.size(), buf.data() + 1);
+        std::vector<float> back(x.size());
+        convert_to_f32(dt, buf.data() + 1, x.size(), back.data());
+        for (std::size_t i = 0; i < x.size(); ++i) {
+            uint16_t bits = 0;
+            if (w == 2) std::memcpy(&bits, buf.data() + 1 + 2 * i, 2);
+            if (dt == DType::BF16) EXPECT_EQ(bits, f32_to_bf16(x[i]));
+            if (dt == DType::F16) EXPECT_EQ(bits, f32_to_f16(x[i]));
+            const float want = dt == DType::F32 ? x[i] : dt == DType::BF16 ? bf16_to_f32(f32_to_bf16(x[i])) : f16_to_f32(f32_to_f16(x[i]));
+            EXPECT_EQ(std::bit_cast<uint32_t>(back[i]), std::bit_cast<uint32_t>(want));
+        }
+    }
+    std::byte out[8];
+    EXPECT_THROW(convert_from_f32(DType::I32, x.data(), 1, out), std::exception);
+}

@@ -73,7 +73,7 @@ TEST_P(PruneEditFixture, UntouchedBytesSlicedRouterPreservedConfig) {
     std::set<std::string> routers;
     for (const LayerPlan& lp : plan.layers) {
         for (size_t i = 0; i < lp.kept.size(); ++i) {
-            const std::string from = expert_prefix(arch, lp.layer, lp.kept[i]), to = expert_prefix(arch, lp.layer, i);
+            const std::string from = moekit::model::expert_prefix(arch, lp.layer, lp.kept[i]), to = moekit::model::expert_prefix(arch, lp.layer, i);
             for (const auto& [name, entry] : in.tensors())
                 if (name.rfind(from, 0) == 0) origin[to + name.substr(from.size())] = name;
         }
