@@ -106,34 +106,51 @@ Resolved resolve_quantizer(const QuantizeOptions& o) {
     return r;
 }
 
+// Per-row error sums added up in row order afterwards, so the report does not depend on how the
+// rows were spread over threads (moekit run promises byte-identical reports for the same inputs).
+struct RowErrors {
+    std::vector<double> x2, e2, max_abs;
+    explicit RowErrors(int64_t rows)
+        : x2(static_cast<std::size_t>(rows)), e2(static_cast<std::size_t>(rows)), max_abs(static_cast<std::size_t>(rows)) {}
+    void set(int64_t r, const float* x, const float* y, int64_t count) {
+        ErrorStats s;
+        s.add(x, y, count);
+        x2[static_cast<std::size_t>(r)] = s.sum_x2;
+        e2[static_cast<std::size_t>(r)] = s.sum_e2;
+        max_abs[static_cast<std::size_t>(r)] = s.max_abs;
+    }
+    void add_to(ErrorStats& stats, int64_t row_len) const {
+        for (std::size_t r = 0; r < x2.size(); ++r) {
+            stats.sum_x2 += x2[r];
+            stats.sum_e2 += e2[r];
+            stats.max_abs = std::max(stats.max_abs, max_abs[r]);
+        }
+        stats.n += static_cast<int64_t>(x2.size()) * row_len;
+    }
+};
+
 // Quantizes `data` (rows x row_len) row-parallel into `dst` bytes (ggml) and/or fake values.
 void quantize_rows(GgmlType type, const float* data, int64_t rows, int64_t row_len, std::byte* dst, ErrorStats& stats) {
     const uint64_t row_bytes = ggml_row_bytes(type, row_len);
-    std::mutex mu;
+    RowErrors errors(rows);
 #pragma omp parallel
     {
-        ErrorStats local;
         std::vector<float> back(static_cast<std::size_t>(row_len));
 #pragma omp for schedule(dynamic, 16)
         for (int64_t r = 0; r < rows; ++r) {
             std::byte* out = dst + static_cast<uint64_t>(r) * row_bytes;
             quantize_row(type, data + r * row_len, out, row_len);
             dequantize_row(type, out, back.data(), row_len);
-            local.add(data + r * row_len, back.data(), row_len);
+            errors.set(r, data + r * row_len, back.data(), row_len);
         }
-        std::lock_guard<std::mutex> lock(mu);
-        stats.sum_x2 += local.sum_x2;
-        stats.sum_e2 += local.sum_e2;
-        stats.max_abs = std::max(stats.max_abs, local.max_abs);
-        stats.n += local.n;
     }
+    errors.add_to(stats, row_len);
 }
 
 void fake_rows(const Resolved& q, float* data, int64_t rows, int64_t row_len, ErrorStats& stats) {
-    std::mutex mu;
+    RowErrors errors(rows);
 #pragma omp parallel
     {
-        ErrorStats local;
         std::vector<float> orig(static_cast<std::size_t>(row_len));
         std::vector<std::byte> buf(q.ggml ? ggml_row_bytes(*q.ggml, row_len) : 0);
 #pragma omp for schedule(dynamic, 16)
@@ -146,14 +163,10 @@ void fake_rows(const Resolved& q, float* data, int64_t rows, int64_t row_len, Er
             } else {
                 rtn_row(q.grid, x, row_len);
             }
-            local.add(orig.data(), x, row_len);
+            errors.set(r, orig.data(), x, row_len);
         }
-        std::lock_guard<std::mutex> lock(mu);
-        stats.sum_x2 += local.sum_x2;
-        stats.sum_e2 += local.sum_e2;
-        stats.max_abs = std::max(stats.max_abs, local.max_abs);
-        stats.n += local.n;
     }
+    errors.add_to(stats, row_len);
 }
 
 void fill_report(TensorReport& t, const ErrorStats& s) {
