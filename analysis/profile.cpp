@@ -78,21 +78,20 @@ struct Recorded {
     RoutingTrace trace;
     ordered_json source;
     ordered_json extra_params;
+    model::CalibrationUse calibration;
 };
 
-Recorded record(const ProfileOptions& options, int threads) {
-    const io::Checkpoint ckpt = io::Checkpoint::open(options.model_dir);
-    model::Engine engine(ckpt, model::EngineOptions{threads});
-    const model::ModelConfig& mc = engine.config();
+void check_profilable(const model::ModelConfig& mc, const ProfileOptions& options) {
     if (mc.n_moe_layer() == 0) throw Error("profile", "'" + options.model_dir.string() + "' has no MoE layers to profile");
     // A trace holds one expert count for all layers; non-uniformly pruned models differ per layer.
     if (!mc.n_expert_layer.empty())
         throw Error("profile", "'" + options.model_dir.string() + "' has different expert counts per layer (config field " +
                                    std::string(model::kExpertsPerLayerKey) + "); profile supports uniform models only for now");
-    const model::Corpus corpus = model::load_corpus(ckpt, mc.vocab_size, options.corpus);
+}
 
-    Recorded out;
-    RoutingTrace& t = out.trace;
+// An empty trace of `mc` over `corpus` with the facts record() and the shared-pass sink fill in.
+RoutingTrace new_trace(const model::ModelConfig& mc, const ProfileOptions& options, const model::Corpus& corpus) {
+    RoutingTrace t;
     t.model_type = mc.model_type;
     t.model_name = fs::absolute(options.model_dir).lexically_normal().filename().string();
     if (t.model_name.empty()) t.model_name = fs::absolute(options.model_dir).lexically_normal().parent_path().filename().string();
@@ -110,6 +109,63 @@ Recorded record(const ProfileOptions& options, int threads) {
             layer.layer = il;
             t.layers.push_back(std::move(layer));
         }
+    return t;
+}
+
+nlohmann::json trace_params(const ProfileOptions& options, int64_t logit_sample_stride) {
+    return {{"batch_tokens", options.batch_tokens}, {"logit_sample_stride", logit_sample_stride}, {"version", 1}};
+}
+
+class TraceSink : public model::CalibrationSink {
+public:
+    TraceSink(const model::ModelConfig& mc, const ProfileOptions& options, const model::Corpus& corpus)
+        : trace_(new_trace(mc, options, corpus)), recorder_(trace_), batch_tokens_(options.batch_tokens),
+          params_(trace_params(options, trace_.logit_sample_stride)) {}
+    std::string_view kind() const override { return kTraceKind; }
+    nlohmann::json params() const override { return params_; }
+    int64_t batch_tokens() const override { return batch_tokens_; }
+    model::Observer& observer() override { return recorder_; }
+    void begin_batch(const std::vector<std::vector<int32_t>>& sequences, const std::vector<int32_t>& domains) override {
+        recorder_.begin_batch(sequences, domains);
+    }
+    void save(model::CalibrationCache& cache, const std::string& key) override {
+        const fs::path path = cache.path(kTraceKind, key);
+        fs::create_directories(path.parent_path());
+        save_trace(trace_, path);
+    }
+
+private:
+    RoutingTrace trace_;
+    TraceRecorder recorder_;
+    int64_t batch_tokens_;
+    nlohmann::json params_;
+};
+
+Recorded record(const ProfileOptions& options, int threads) {
+    const io::Checkpoint ckpt = io::Checkpoint::open(options.model_dir);
+    model::Engine engine(ckpt, model::EngineOptions{threads});
+    const model::ModelConfig& mc = engine.config();
+    check_profilable(mc, options);
+    const model::Corpus corpus = model::load_corpus(ckpt, mc.vocab_size, options.corpus);
+
+    Recorded out;
+    RoutingTrace& t = out.trace;
+    t = new_trace(mc, options, corpus);
+
+    // A saved trace of this model over these windows replaces the forward passes (one process only).
+    out.calibration.kind = kTraceKind;
+    std::string key;
+    if (options.calib_cache != nullptr && dist::size() == 1) {
+        key = options.calib_cache->key(ckpt, corpus, kTraceKind, trace_params(options, t.logit_sample_stride));
+        const fs::path saved = options.calib_cache->path(kTraceKind, key);
+        if (fs::is_regular_file(saved)) {
+            const std::string name = t.model_name;
+            t = load_trace(saved);
+            t.model_name = name;
+            out.calibration.source = "reused";
+            out.calibration.file = saved.string();
+        }
+    }
 
     // Batches are cut from all windows first and ranks take contiguous shares of the batches, so
     // every batch (and so every floating-point sum in it) is the same whatever the rank count.
@@ -136,7 +192,7 @@ Recorded record(const ProfileOptions& options, int threads) {
         };
         observers.push_back(&progress);
     }
-    for (b = 0; b < batches.size(); ++b) {
+    for (b = 0; b < batches.size() && out.calibration.source != "reused"; ++b) {
         std::vector<std::vector<int32_t>> seqs;
         std::vector<int32_t> domains;
         for (size_t w = batches[b].first; w < batches[b].second; ++w) {
@@ -147,6 +203,14 @@ Recorded record(const ProfileOptions& options, int threads) {
         }
         recorder.begin_batch(seqs, domains);
         (void)engine.forward_hidden(seqs, observers);
+        for (const auto& q : seqs) out.calibration.forward_tokens += static_cast<int64_t>(q.size());
+    }
+    if (options.calib_cache != nullptr && dist::size() == 1 && out.calibration.source != "reused") {
+        const fs::path saved = options.calib_cache->path(kTraceKind, key);
+        fs::create_directories(saved.parent_path());
+        save_trace(t, saved);
+        out.calibration.source = "computed+saved";
+        out.calibration.file = saved.string();
     }
 
     ordered_json domains = ordered_json::array();
@@ -301,6 +365,12 @@ int64_t auto_logit_sample_stride(int64_t n_tokens, int64_t seq_len) {
     return std::max<int64_t>(8, std::min(wanted, seq_len / 4));
 }
 
+std::unique_ptr<model::CalibrationSink> calibration_sink(const model::ModelConfig& config, const model::Corpus& corpus,
+                                                         const ProfileOptions& options) {
+    check_profilable(config, options);
+    return std::make_unique<TraceSink>(config, options, corpus);
+}
+
 ProfileResult profile(const ProfileOptions& options) {
     check_params(options.params);
     if (options.logit_sample_stride < 0) throw Error("profile", "--logit-sample-stride must be at least 1 (or 0: auto)");
@@ -339,6 +409,7 @@ ProfileResult profile(const ProfileOptions& options) {
         }
         source = std::move(rec.source);
         extra = std::move(rec.extra_params);
+        result.calibration = std::move(rec.calibration);
     }
     result.record_s = core::seconds_since(t0);
     if (options.save_trace) save_trace(result.trace, *options.save_trace);
@@ -346,6 +417,7 @@ ProfileResult profile(const ProfileOptions& options) {
     const auto t1 = std::chrono::steady_clock::now();
     result.doc = compute_profile(result.trace, options.params, source, extra);
     result.stats_s = core::seconds_since(t1);
+    if (!result.calibration.kind.empty()) result.doc["calibration_source"] = ordered_json::array({result.calibration.to_json()});
     result.doc["timing"] = {{"record_s", result.record_s}, {"stats_s", result.stats_s}, {"threads", threads},
                             {"trace_bytes_per_token_layer", trace_bytes_per_token_layer(result.trace)}};
     return result;

@@ -15,12 +15,14 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "model/calib_cache.h"
 #include "model/corpus.h"
 
 #include "analysis/bootstrap.h"
@@ -28,6 +30,8 @@
 #include "io/dataset.h"
 
 namespace moekit::analysis {
+
+inline constexpr std::string_view kTraceKind = "profile-trace";
 
 struct ProfileParams {
     std::vector<int64_t> segment_lengths{4, 16, 64, 256};
@@ -50,6 +54,9 @@ struct ProfileOptions {
     std::vector<std::filesystem::path> traces;
 
     std::optional<std::filesystem::path> save_trace;
+    // Saved traces by content key (model/calib_cache.h, kind kTraceKind): looked up before the
+    // forward passes and saved after them; single-process runs only. nullptr: always record.
+    model::CalibrationCache* calib_cache = nullptr;
     ProfileParams params;
     // Called on rank 0's calling thread: fraction done in [0, 1] and a short description.
     std::function<void(double, const std::string&)> progress;
@@ -59,6 +66,7 @@ struct ProfileResult {
     bool is_root = true;                // false on MPI ranks other than 0 (nothing below is set)
     nlohmann::ordered_json doc;         // profile.json
     RoutingTrace trace;
+    model::CalibrationUse calibration;  // how the trace was obtained (model source only)
     double record_s = 0;                // forward passes (or trace loading)
     double stats_s = 0;                 // statistics
 };
@@ -71,6 +79,11 @@ inline constexpr int64_t kMultiFitRows = 8192;
 int64_t auto_logit_sample_stride(int64_t n_tokens, int64_t seq_len);
 
 ProfileResult profile(const ProfileOptions& options);
+
+// profile's trace as a sink for a shared pass (model/calib_cache.h): the same recorder and key, so
+// profile finds the trace and skips its forward passes (used by `moekit run`).
+std::unique_ptr<model::CalibrationSink> calibration_sink(const model::ModelConfig& config, const model::Corpus& corpus,
+                                                         const ProfileOptions& options);
 
 // Every statistic from a trace. `source` is merged into doc["data"] and `extra_params` into
 // doc["params"] (the caller's description of how the trace was made).

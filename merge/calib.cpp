@@ -1,7 +1,10 @@
 // Calibration sums and captures for merging (merge/calib.h).
 #include "merge/calib.h"
 
+#include <cstring>
+
 #include "core/error.h"
+#include "model/calib_cache.h"
 
 namespace moekit::merge {
 
@@ -99,6 +102,88 @@ void OutputObserver::on_moe_block(const model::MoeBlockEvent& ev) {
     lc.output_gram.noalias() += flat * flat.transpose();
     lc.sample_tokens += T;
     outputs_.clear();
+}
+
+namespace {
+
+template <class M>
+io::TensorSource matrix_tensor(std::string name, core::DType dtype, const M& m) {
+    using T = typename M::Scalar;
+    io::TensorSource t;
+    t.name = std::move(name);
+    t.dtype = dtype;
+    t.shape = {static_cast<int64_t>(m.rows()), static_cast<int64_t>(m.cols())};
+    t.nbytes = static_cast<uint64_t>(m.size()) * sizeof(T);
+    t.fill = [&m](std::byte* dst) {
+        if (m.size() > 0) std::memcpy(dst, m.data(), static_cast<size_t>(m.size()) * sizeof(T));
+    };
+    return t;
+}
+
+template <class M>
+void read_matrix(const io::SafetensorsFile& file, const std::string& name, core::DType dtype, M& m) {
+    using T = typename M::Scalar;
+    const io::TensorInfo* info = file.find(name);
+    if (info == nullptr || info->dtype != dtype || info->shape.size() != 2)
+        throw Error("calibration", file.path().string() + ": missing or malformed tensor '" + name + "'");
+    m.resize(info->shape[0], info->shape[1]);
+    const auto bytes = file.bytes(*info);
+    if (bytes.size() != static_cast<size_t>(m.size()) * sizeof(T))
+        throw Error("calibration", file.path().string() + ": tensor '" + name + "' has the wrong size");
+    if (m.size() > 0) std::memcpy(m.data(), bytes.data(), bytes.size());
+}
+
+}  // namespace
+
+std::vector<io::TensorSource> layer_calib_tensors(const std::vector<LayerCalib>& layers, bool outputs) {
+    std::vector<io::TensorSource> out;
+    for (const LayerCalib& lc : layers) {
+        const std::string p = "layer." + std::to_string(lc.layer) + ".";
+        if (outputs) {
+            out.push_back(model::i64_tensor(p + "sample_tokens", {lc.sample_tokens}));
+            out.push_back(matrix_tensor(p + "output_sum", core::DType::F64, lc.output_sum));
+            out.push_back(matrix_tensor(p + "output_gram", core::DType::F64, lc.output_gram));
+        } else {
+            out.push_back(model::i64_tensor(p + "n_tokens", {lc.n_tokens}));
+            out.push_back(model::i64_tensor(p + "load", lc.load));
+            out.push_back(matrix_tensor(p + "logit_gram", core::DType::F64, lc.logit_gram));
+            out.push_back(matrix_tensor(p + "x", core::DType::F32, lc.x));
+            out.push_back(matrix_tensor(p + "logits", core::DType::F32, lc.logits));
+        }
+    }
+    return out;
+}
+
+std::vector<LayerCalib> load_layer_calib(const io::SafetensorsFile& file, const model::ModelConfig& mc) {
+    std::vector<LayerCalib> out;
+    for (int64_t il = 0; il < mc.n_layer; ++il) {
+        if (!mc.is_moe_layer[static_cast<size_t>(il)]) continue;
+        LayerCalib lc(il, mc.n_expert, mc.d_model);
+        const std::string p = "layer." + std::to_string(il) + ".";
+        lc.n_tokens = model::read_i64(file, p + "n_tokens", 1).front();
+        lc.load = model::read_i64(file, p + "load", mc.n_expert);
+        read_matrix(file, p + "logit_gram", core::DType::F64, lc.logit_gram);
+        read_matrix(file, p + "x", core::DType::F32, lc.x);
+        read_matrix(file, p + "logits", core::DType::F32, lc.logits);
+        if (lc.logit_gram.rows() != mc.n_expert || lc.x.cols() != mc.d_model || lc.logits.cols() != mc.n_expert ||
+            lc.x.rows() != lc.logits.rows())
+            throw Error("calibration", file.path().string() + ": layer " + std::to_string(il) + " does not fit this model");
+        out.push_back(std::move(lc));
+    }
+    if (file.tensors().size() != out.size() * 5)
+        throw Error("calibration", file.path().string() + " holds statistics of other layers than this model's");
+    return out;
+}
+
+void load_output_stats(const io::SafetensorsFile& file, std::vector<LayerCalib>& layers) {
+    for (LayerCalib& lc : layers) {
+        const std::string p = "layer." + std::to_string(lc.layer) + ".";
+        lc.sample_tokens = model::read_i64(file, p + "sample_tokens", 1).front();
+        read_matrix(file, p + "output_sum", core::DType::F64, lc.output_sum);
+        read_matrix(file, p + "output_gram", core::DType::F64, lc.output_gram);
+        if (lc.output_sum.rows() != lc.n_expert || lc.output_sum.cols() != lc.d_model || lc.output_gram.rows() != lc.n_expert)
+            throw Error("calibration", file.path().string() + ": layer " + std::to_string(lc.layer) + " does not fit this model");
+    }
 }
 
 }  // namespace moekit::merge

@@ -14,6 +14,7 @@
 
 #include <Eigen/Core>
 
+#include "io/safetensors.h"
 #include "model/engine.h"
 
 namespace moekit::merge {
@@ -66,5 +67,17 @@ private:
     std::vector<int64_t> index_;
     std::vector<model::Matrix> outputs_;  // current layer, per expert [T, d]
 };
+
+// LayerCalib on disk (model/calib_cache.h entries): kRouterStatsKind holds the router pass
+// (n_tokens, load, logit_gram, x, logits per layer), kOutputStatsKind the all-experts sample
+// (sample_tokens, output_sum, output_gram). Tensors "layer.<il>.<field>", matrices flattened in
+// their own storage order with the shape in the tensor.
+inline constexpr std::string_view kRouterStatsKind = "merge-router";
+inline constexpr std::string_view kOutputStatsKind = "merge-outputs";
+std::vector<io::TensorSource> layer_calib_tensors(const std::vector<LayerCalib>& layers, bool outputs);
+// The router part for `config`'s MoE layers; throws Error("calibration") when it does not fit.
+std::vector<LayerCalib> load_layer_calib(const io::SafetensorsFile& file, const model::ModelConfig& config);
+// Fills output_sum / output_gram / sample_tokens of `layers` from a kOutputStatsKind entry.
+void load_output_stats(const io::SafetensorsFile& file, std::vector<LayerCalib>& layers);
 
 }  // namespace moekit::merge

@@ -71,6 +71,44 @@ void check_experts(const model::ModelConfig& mc, int64_t n, const std::string& t
     }
 }
 
+namespace {
+
+nlohmann::json router_params(const MergeOptions& options, int64_t capture_stride) {
+    return {{"batch_tokens", options.batch_tokens}, {"capture_stride", capture_stride}, {"version", 1}};
+}
+
+class RouterSink : public model::CalibrationSink {
+public:
+    RouterSink(const model::ModelConfig& config, const MergeOptions& options, int64_t capture_stride)
+        : observer_(config, capture_stride), params_(router_params(options, capture_stride)), batch_tokens_(options.batch_tokens) {}
+    std::string_view kind() const override { return kRouterStatsKind; }
+    nlohmann::json params() const override { return params_; }
+    int64_t batch_tokens() const override { return batch_tokens_; }
+    model::Observer& observer() override { return observer_; }
+    void save(model::CalibrationCache& cache, const std::string& key) override {
+        cache.save(kRouterStatsKind, key, layer_calib_tensors(observer_.layers(), false));
+    }
+
+private:
+    RouterObserver observer_;
+    nlohmann::json params_;
+    int64_t batch_tokens_;
+};
+
+}  // namespace
+
+int64_t capture_stride(const model::ModelConfig& mc, int64_t calib_tokens) {
+    const uint64_t per_token = static_cast<uint64_t>(mc.n_moe_layer()) * static_cast<uint64_t>(mc.d_model + mc.n_expert) * sizeof(float);
+    return std::max<int64_t>(1, static_cast<int64_t>((static_cast<uint64_t>(calib_tokens) * per_token + kCaptureMaxBytes - 1) / kCaptureMaxBytes));
+}
+
+std::unique_ptr<model::CalibrationSink> calibration_sink(const model::ModelConfig& config, const model::Corpus& corpus,
+                                                         const MergeOptions& options) {
+    int64_t tokens = 0;
+    for (const auto& d : corpus.domains) tokens += d.tokens;
+    return std::make_unique<RouterSink>(config, options, capture_stride(config, tokens));
+}
+
 MergeResult merge(const MergeOptions& options) {
     const auto t_start = std::chrono::steady_clock::now();
     auto progress = [&](double f, const std::string& what) {
@@ -120,10 +158,21 @@ MergeResult merge(const MergeOptions& options) {
         res.calib_files.push_back({{"domain", d.name}, {"path", d.path.string()}, {"format", d.format},
                                    {"documents", d.documents}, {"tokens", d.tokens}, {"windows", d.windows}});
     }
-    const uint64_t per_token = static_cast<uint64_t>(mc.n_moe_layer()) * static_cast<uint64_t>(mc.d_model + mc.n_expert) * sizeof(float);
-    res.capture_stride = std::max<int64_t>(1, static_cast<int64_t>((static_cast<uint64_t>(res.calib_tokens) * per_token + kCaptureMaxBytes - 1) / kCaptureMaxBytes));
-    RouterObserver router_obs(mc, res.capture_stride);
-    {
+    res.capture_stride = capture_stride(mc, res.calib_tokens);
+    std::vector<LayerCalib> calib;
+    res.calibration.kind = kRouterStatsKind;
+    std::string key;
+    if (options.calib_cache != nullptr) {
+        progress(0.0, "calibration: looking up saved statistics");
+        key = options.calib_cache->key(ckpt, corpus, kRouterStatsKind, router_params(options, res.capture_stride));
+        if (const auto saved = options.calib_cache->find(kRouterStatsKind, key)) {
+            calib = load_layer_calib(*saved, mc);
+            res.calibration.source = "reused";
+            res.calibration.file = saved->path().string();
+        }
+    }
+    if (res.calibration.source != "reused") {
+        RouterObserver router_obs(mc, res.capture_stride);
         model::Observer* const observers[] = {&router_obs};
         const auto batches = model::batch_windows(corpus.windows, options.batch_tokens);
         for (size_t b = 0; b < batches.size(); ++b) {
@@ -133,8 +182,13 @@ MergeResult merge(const MergeOptions& options) {
             for (size_t w = batches[b].first; w < batches[b].second; ++w) seqs.push_back(corpus.window_ids(w));
             engine.forward_hidden(seqs, observers);
         }
+        calib = std::move(router_obs.layers());
+        res.calibration.forward_tokens = res.calib_tokens;
+        if (options.calib_cache != nullptr) {
+            res.calibration.file = options.calib_cache->save(kRouterStatsKind, key, layer_calib_tensors(calib, false)).string();
+            res.calibration.source = "computed+saved";
+        }
     }
-    std::vector<LayerCalib>& calib = router_obs.layers();
     res.captured_tokens = calib.front().x.rows();
     res.calib_s = core::seconds_since(t);
 
@@ -143,10 +197,28 @@ MergeResult merge(const MergeOptions& options) {
         const uint64_t per = static_cast<uint64_t>(mc.n_expert) * static_cast<uint64_t>(mc.d_model) * 12;
         const int64_t cap = std::max<int64_t>(2, std::min<int64_t>(options.sample_tokens, static_cast<int64_t>(kSampleMaxBytes / per)));
         const auto sample = model::sample_windows(corpus, cap);
-        OutputObserver out_obs(calib, mc.n_layer);
-        model::Observer* const observers[] = {&out_obs};
-        progress(1.0, "every expert on " + std::to_string(cap) + " sampled tokens");
-        engine.forward_hidden(sample, observers);
+        res.sample_calibration.kind = kOutputStatsKind;
+        std::string sample_key;
+        if (options.calib_cache != nullptr) {
+            sample_key = options.calib_cache->key(ckpt, corpus, kOutputStatsKind, {{"sample_tokens", cap}, {"version", 1}});
+            if (const auto saved = options.calib_cache->find(kOutputStatsKind, sample_key)) {
+                load_output_stats(*saved, calib);
+                res.sample_calibration.source = "reused";
+                res.sample_calibration.file = saved->path().string();
+            }
+        }
+        if (res.sample_calibration.source != "reused") {
+            OutputObserver out_obs(calib, mc.n_layer);
+            model::Observer* const observers[] = {&out_obs};
+            progress(1.0, "every expert on " + std::to_string(cap) + " sampled tokens");
+            engine.forward_hidden(sample, observers);
+            for (const auto& w : sample) res.sample_calibration.forward_tokens += static_cast<int64_t>(w.size());
+            if (options.calib_cache != nullptr) {
+                res.sample_calibration.file =
+                    options.calib_cache->save(kOutputStatsKind, sample_key, layer_calib_tensors(calib, true)).string();
+                res.sample_calibration.source = "computed+saved";
+            }
+        }
         res.sample_tokens = calib.front().sample_tokens;
         res.sample_s = core::seconds_since(t);
     }

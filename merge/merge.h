@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -28,6 +29,7 @@
 
 #include "io/checkpoint_edit.h"
 #include "merge/calib.h"
+#include "model/calib_cache.h"
 #include "merge/edit.h"
 #include "merge/grouping.h"
 #include "merge/router.h"
@@ -50,6 +52,9 @@ struct MergeOptions {
     int64_t batch_tokens = 16384;
     int64_t sample_tokens = 2048;         // all-experts sample (HC-SMoE, Sub-MoE)
     int threads = 0;
+    // Saved calibration statistics (model/calib_cache.h) for the router pass and the all-experts
+    // sample; nullptr: always compute.
+    model::CalibrationCache* calib_cache = nullptr;
     uint64_t max_shard_bytes = 5'000'000'000;
     std::string tool_version;
     std::function<void(double, const std::string&)> progress;
@@ -77,6 +82,8 @@ struct MergeResult {
     EditSummary edit;
     std::optional<io::WriteResult> written;
     uint64_t input_tensor_bytes = 0, output_tensor_bytes = 0;
+    model::CalibrationUse calibration;          // the router pass
+    model::CalibrationUse sample_calibration;   // the all-experts sample (HC-SMoE, Sub-MoE)
     double calib_s = 0, sample_s = 0, plan_s = 0, write_s = 0, wall_s = 0;
     std::vector<double> layer_merge_s;    // per layer: grouping + alignment + router (not the weight write)
     int threads = 0;
@@ -94,5 +101,14 @@ nlohmann::ordered_json make_moekit_json(const MergeResult& result);
 std::string readme_note(const MergeResult& result);
 nlohmann::ordered_json to_json(const MergeResult& result);
 std::string to_text(const MergeResult& result);
+
+// Every calibration-token-th router input kept: the stride that keeps the captures under 2 GiB.
+int64_t capture_stride(const model::ModelConfig& config, int64_t calib_tokens);
+
+// merge's router pass as a sink for a shared pass (model/calib_cache.h): the same observer and key,
+// so merge finds the entry and skips that pass (used by `moekit run`; the all-experts sample is not
+// shared: it runs on sampled windows).
+std::unique_ptr<model::CalibrationSink> calibration_sink(const model::ModelConfig& config, const model::Corpus& corpus,
+                                                         const MergeOptions& options);
 
 }  // namespace moekit::merge

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -25,6 +26,7 @@
 
 #include "io/checkpoint_edit.h"
 #include "io/dataset.h"
+#include "model/calib_cache.h"
 #include "model/corpus.h"
 #include "prune/edit.h"
 #include "prune/naee.h"
@@ -51,6 +53,9 @@ struct PruneOptions {
     int64_t naee_max_tokens = 2048;
     int64_t naee_max_subsets = 5000;
     int threads = 0;                      // 0: all cores
+    // Saved calibration statistics (model/calib_cache.h): the score sums are looked up there
+    // before running the model and saved after (not NAEE's sample). nullptr: always compute.
+    model::CalibrationCache* calib_cache = nullptr;
     uint64_t max_shard_bytes = 5'000'000'000;
     std::string tool_version;             // recorded in moekit.json
     std::function<void(double, const std::string&)> progress;
@@ -69,6 +74,7 @@ struct PruneResult {
     std::string tokenization;
     nlohmann::ordered_json calib_files = nlohmann::ordered_json::array();
     std::vector<LayerStats> stats;        // MoE layers, ascending
+    model::CalibrationUse calibration;    // how `stats` were obtained
     std::vector<SuperExpert> super_experts;
     SuperExpertRule super_rule;
     std::vector<NaeeLayerResult> naee;    // NAEE only
@@ -93,5 +99,9 @@ std::string readme_note(const PruneResult& result);
 nlohmann::ordered_json to_json(const PruneResult& result);
 // The terminal table.
 std::string to_text(const PruneResult& result);
+
+// The score sums `prune` calibrates as a sink for a shared pass (model/calib_cache.h): the same
+// observer and key, so prune finds the entry and skips its own pass (used by `moekit run`).
+std::unique_ptr<model::CalibrationSink> calibration_sink(const model::ModelConfig& config, const PruneOptions& options);
 
 }  // namespace moekit::prune

@@ -6,6 +6,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "model/calib_cache.h"
 
 namespace moekit::prune {
 
@@ -186,6 +187,44 @@ std::vector<SuperExpert> find_super_experts(const std::vector<LayerStats>& layer
         }
     }
     if (rule) *rule = r;
+    return out;
+}
+
+std::vector<io::TensorSource> layer_stats_tensors(const std::vector<LayerStats>& layers) {
+    std::vector<io::TensorSource> out;
+    for (const LayerStats& s : layers) {
+        const std::string p = "layer." + std::to_string(s.layer) + ".";
+        out.push_back(model::i64_tensor(p + "n_tokens", {s.n_tokens}));
+        out.push_back(model::i64_tensor(p + "load", s.load));
+        out.push_back(model::f64_tensor(p + "gate_sum", s.gate_sum));
+        out.push_back(model::f64_tensor(p + "norm_sum", s.norm_sum));
+        out.push_back(model::f64_tensor(p + "reap_sum", s.reap_sum));
+        out.push_back(model::f64_tensor(p + "tcess_sum", s.tcess_sum));
+        out.push_back(model::f64_tensor(p + "easy_sum", s.easy_sum));
+        out.push_back(model::f32_vector_tensor(p + "max_abs", s.max_abs));
+    }
+    return out;
+}
+
+std::vector<LayerStats> load_layer_stats(const io::SafetensorsFile& file, const model::ModelConfig& mc) {
+    std::vector<LayerStats> out;
+    for (int64_t il = 0; il < mc.n_layer; ++il) {
+        if (!mc.is_moe_layer[static_cast<size_t>(il)]) continue;
+        const int64_t E = mc.n_expert_at(il);
+        LayerStats s(il, E);
+        const std::string p = "layer." + std::to_string(il) + ".";
+        s.n_tokens = model::read_i64(file, p + "n_tokens", 1).front();
+        s.load = model::read_i64(file, p + "load", E);
+        s.gate_sum = model::read_f64(file, p + "gate_sum", E);
+        s.norm_sum = model::read_f64(file, p + "norm_sum", E);
+        s.reap_sum = model::read_f64(file, p + "reap_sum", E);
+        s.tcess_sum = model::read_f64(file, p + "tcess_sum", E);
+        s.easy_sum = model::read_f64(file, p + "easy_sum", E);
+        s.max_abs = model::read_f32_exact(file, p + "max_abs", E);
+        out.push_back(std::move(s));
+    }
+    if (file.tensors().size() != out.size() * 8)
+        throw Error("calibration", file.path().string() + " holds statistics of other layers than this model's");
     return out;
 }
 

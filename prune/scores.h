@@ -20,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "io/safetensors.h"
 #include "model/engine.h"
 
 namespace moekit::prune {
@@ -77,6 +78,13 @@ private:
     std::vector<double> gate_total_;    // current layer: sum_j g_{t,j} per token
     std::vector<Pending> pending_;
 };
+
+// LayerStats on disk (model/calib_cache.h entries of this kind): per MoE layer il the tensors
+// "layer.<il>.<field>" (load, tcess... as I64/F64/F32 vectors, n_tokens as I64[1]).
+inline constexpr std::string_view kScoreStatsKind = "prune-scores";
+std::vector<io::TensorSource> layer_stats_tensors(const std::vector<LayerStats>& layers);
+// Throws Error("calibration") when the entry does not hold exactly `config`'s MoE layers.
+std::vector<LayerStats> load_layer_stats(const io::SafetensorsFile& file, const model::ModelConfig& config);
 
 struct SuperExpert {
     int64_t layer;

@@ -32,7 +32,8 @@ say() { echo "== setup: $*" >&2; }
 # 1. Debian packages -----------------------------------------------------------------------
 packages=(build-essential cmake pkg-config libeigen3-dev libcli11-dev nlohmann-json3-dev
           libgtest-dev libomp-dev libopenblas-dev liblapacke-dev libpcre2-dev libicu-dev
-          clang-14 libclang-rt-14-dev libopenmpi-dev openmpi-bin chromium)
+          clang-14 libclang-rt-14-dev libopenmpi-dev openmpi-bin chromium
+          libyaml-cpp-dev libxxhash-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
