@@ -41,12 +41,7 @@ CLI::App* add_eval(CLI::App& app, EvalCommand& command) {
     return sub;
 }
 
-int run_eval(const EvalCommand& command) {
-    const std::string device = apply_common_options(command.common);
-    require_directory(command.model_dir, "MODEL_DIR");
-    if (!command.ref_dir.empty()) require_directory(command.ref_dir, "--ref");
-    if (device == "cuda" && command.common.device == "cuda") std::cerr << "moekit: note: eval runs on the CPU engine\n";
-
+model::EvalOptions eval_options(const EvalCommand& command) {
     model::EvalOptions options;
     options.model_dir = command.model_dir;
     if (!command.ref_dir.empty()) options.ref_dir = command.ref_dir;
@@ -60,7 +55,16 @@ int run_eval(const EvalCommand& command) {
             if (fraction >= 1.0) std::fprintf(stderr, "\r\033[K");
             std::fflush(stderr);
         };
+    return options;
+}
 
+int run_eval(const EvalCommand& command) {
+    const std::string device = apply_common_options(command.common);
+    require_directory(command.model_dir, "MODEL_DIR");
+    if (!command.ref_dir.empty()) require_directory(command.ref_dir, "--ref");
+    if (device == "cuda" && command.common.device == "cuda") std::cerr << "moekit: note: eval runs on the CPU engine\n";
+
+    const model::EvalOptions options = eval_options(command);
     const model::EvalReport report = model::evaluate(options);
     if (command.common.json)
         std::cout << model::to_json(report).dump(2) << "\n";

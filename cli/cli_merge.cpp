@@ -53,11 +53,7 @@ CLI::App* add_merge(CLI::App& app, MergeCommand& command) {
     return sub;
 }
 
-int run_merge(const MergeCommand& command) {
-    const std::string device = apply_common_options(command.common);
-    require_directory(command.model_dir, "MODEL_DIR");
-    if (device == "cuda" && command.common.device == "cuda") std::cerr << "moekit: note: merge calibrates on the CPU engine\n";
-
+merge::MergeOptions merge_options(const MergeCommand& command) {
     merge::MergeOptions options;
     options.model_dir = command.model_dir;
     options.out_dir = command.output;
@@ -79,7 +75,15 @@ int run_merge(const MergeCommand& command) {
             std::fprintf(stderr, "\r\033[K[merge] %5.1f%%  %s", 100.0 * fraction, what.c_str());
             std::fflush(stderr);
         };
+    return options;
+}
 
+int run_merge(const MergeCommand& command) {
+    const std::string device = apply_common_options(command.common);
+    require_directory(command.model_dir, "MODEL_DIR");
+    if (device == "cuda" && command.common.device == "cuda") std::cerr << "moekit: note: merge calibrates on the CPU engine\n";
+
+    const merge::MergeOptions options = merge_options(command);
     const merge::MergeResult result = merge::merge(options);
     if (options.progress) std::fprintf(stderr, "\r\033[K");
     if (command.common.json)

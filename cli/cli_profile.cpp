@@ -83,9 +83,7 @@ CLI::App* add_profile(CLI::App& app, ProfileCommand& command) {
     return sub;
 }
 
-int run_profile(const ProfileCommand& command) {
-    const std::string device = apply_common_options(command.common);
-    if (device == "cuda" && command.common.device == "cuda") std::cerr << "moekit: note: profile runs on the CPU engine\n";
+analysis::ProfileOptions profile_options(const ProfileCommand& command) {
     analysis::ProfileOptions options;
     if (!command.traces.empty()) {
         if (!command.model_dir.empty() || !command.data.empty())
@@ -129,7 +127,13 @@ int run_profile(const ProfileCommand& command) {
             if (fraction >= 1.0) std::fprintf(stderr, "\r\033[K");
             std::fflush(stderr);
         };
+    return options;
+}
 
+int run_profile(const ProfileCommand& command) {
+    const std::string device = apply_common_options(command.common);
+    if (device == "cuda" && command.common.device == "cuda") std::cerr << "moekit: note: profile runs on the CPU engine\n";
+    const analysis::ProfileOptions options = profile_options(command);
     analysis::ProfileResult result = analysis::profile(options);
     if (!result.is_root) return 0;
     std::vector<std::string> files;

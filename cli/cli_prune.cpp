@@ -57,11 +57,7 @@ CLI::App* add_prune(CLI::App& app, PruneCommand& command) {
     return sub;
 }
 
-int run_prune(const PruneCommand& command) {
-    const std::string device = apply_common_options(command.common);
-    require_directory(command.model_dir, "MODEL_DIR");
-    if (device == "cuda" && command.common.device == "cuda") std::cerr << "moekit: note: prune calibrates on the CPU engine\n";
-
+prune::PruneOptions prune_options(const PruneCommand& command) {
     prune::PruneOptions options;
     options.model_dir = command.model_dir;
     options.out_dir = command.output;
@@ -84,7 +80,15 @@ int run_prune(const PruneCommand& command) {
             std::fprintf(stderr, "\r\033[K[prune] %5.1f%%  %s", 100.0 * fraction, what.c_str());
             std::fflush(stderr);
         };
+    return options;
+}
 
+int run_prune(const PruneCommand& command) {
+    const std::string device = apply_common_options(command.common);
+    require_directory(command.model_dir, "MODEL_DIR");
+    if (device == "cuda" && command.common.device == "cuda") std::cerr << "moekit: note: prune calibrates on the CPU engine\n";
+
+    const prune::PruneOptions options = prune_options(command);
     const prune::PruneResult result = prune::prune(options);
     if (options.progress) std::fprintf(stderr, "\r\033[K");
     if (command.common.json)

@@ -78,9 +78,7 @@ CLI::App* add_quantize(CLI::App& app, QuantizeCommand& command) {
     return sub;
 }
 
-int run_quantize(const QuantizeCommand& command) {
-    apply_common_options(command.common);
-    require_directory(command.model_dir, "MODEL_DIR");
+quantize::QuantizeOptions quantize_options(const QuantizeCommand& command) {
     quantize::QuantizeOptions options;
     options.model_dir = command.model_dir;
     options.out = command.output;
@@ -113,6 +111,13 @@ int run_quantize(const QuantizeCommand& command) {
             std::fprintf(stderr, "\r\033[K[quantize] %5.1f%%  %s", 100.0 * fraction, what.c_str());
             std::fflush(stderr);
         };
+    return options;
+}
+
+int run_quantize(const QuantizeCommand& command) {
+    apply_common_options(command.common);
+    require_directory(command.model_dir, "MODEL_DIR");
+    const quantize::QuantizeOptions options = quantize_options(command);
     const quantize::QuantizeResult result = quantize::quantize(options);
     if (options.progress) std::fprintf(stderr, "\r\033[K");
     if (command.common.json)

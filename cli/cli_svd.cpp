@@ -61,11 +61,7 @@ CLI::App* add_svd(CLI::App& app, SvdCommand& command) {
     return sub;
 }
 
-int run_svd(const SvdCommand& command) {
-    const std::string device = apply_common_options(command.common);
-    require_directory(command.model_dir, "MODEL_DIR");
-    if (device == "cuda" && command.common.device == "cuda") std::cerr << "moekit: note: svd runs on the CPU\n";
-
+svd::SvdOptions svd_options(const SvdCommand& command) {
     svd::SvdOptions options;
     options.model_dir = command.model_dir;
     options.out_dir = command.output;
@@ -84,7 +80,15 @@ int run_svd(const SvdCommand& command) {
             std::fprintf(stderr, "\r\033[K[svd] %5.1f%%  %s", 100.0 * fraction, what.c_str());
             std::fflush(stderr);
         };
+    return options;
+}
 
+int run_svd(const SvdCommand& command) {
+    const std::string device = apply_common_options(command.common);
+    require_directory(command.model_dir, "MODEL_DIR");
+    if (device == "cuda" && command.common.device == "cuda") std::cerr << "moekit: note: svd runs on the CPU\n";
+
+    const svd::SvdOptions options = svd_options(command);
     const svd::SvdResult result = svd::svd(options);
     if (options.progress) std::fprintf(stderr, "\r\033[K");
     if (command.common.json)

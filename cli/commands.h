@@ -10,6 +10,13 @@
 
 #include "cli/common.h"
 
+namespace moekit::prune { struct PruneOptions; }
+namespace moekit::merge { struct MergeOptions; }
+namespace moekit::svd { struct SvdOptions; }
+namespace moekit::quantize { struct QuantizeOptions; }
+namespace moekit::model { struct EvalOptions; }
+namespace moekit::analysis { struct ProfileOptions; }
+
 namespace moekit::cli {
 
 struct InspectCommand {
@@ -28,6 +35,8 @@ struct EvalCommand {
 };
 CLI::App* add_eval(CLI::App& app, EvalCommand& command);
 int run_eval(const EvalCommand& command);
+// The library options the flags describe (checks flag values; `moekit run` steps use it too).
+model::EvalOptions eval_options(const EvalCommand& command);
 
 struct ProfileCommand {
     CommonOptions common;
@@ -48,6 +57,8 @@ struct ProfileCommand {
 };
 CLI::App* add_profile(CLI::App& app, ProfileCommand& command);
 int run_profile(const ProfileCommand& command);
+// The library options the flags describe (checks flag values; `moekit run` steps use it too).
+analysis::ProfileOptions profile_options(const ProfileCommand& command);
 struct PruneCommand {
     CommonOptions common;
     std::string model_dir;
@@ -67,6 +78,8 @@ struct PruneCommand {
 };
 CLI::App* add_prune(CLI::App& app, PruneCommand& command);
 int run_prune(const PruneCommand& command);
+// The library options the flags describe (checks flag values; `moekit run` steps use it too).
+prune::PruneOptions prune_options(const PruneCommand& command);
 
 struct MergeCommand {
     CommonOptions common;
@@ -86,6 +99,8 @@ struct MergeCommand {
 };
 CLI::App* add_merge(CLI::App& app, MergeCommand& command);
 int run_merge(const MergeCommand& command);
+// The library options the flags describe (checks flag values; `moekit run` steps use it too).
+merge::MergeOptions merge_options(const MergeCommand& command);
 
 struct SvdCommand {
     CommonOptions common;
@@ -101,6 +116,8 @@ struct SvdCommand {
 };
 CLI::App* add_svd(CLI::App& app, SvdCommand& command);
 int run_svd(const SvdCommand& command);
+// The library options the flags describe (checks flag values; `moekit run` steps use it too).
+svd::SvdOptions svd_options(const SvdCommand& command);
 
 struct QuantizeCommand {
     CommonOptions common;
@@ -130,5 +147,18 @@ struct QuantizeCommand {
 };
 CLI::App* add_quantize(CLI::App& app, QuantizeCommand& command);
 int run_quantize(const QuantizeCommand& command);
+// The library options the flags describe (checks flag values; `moekit run` steps use it too).
+quantize::QuantizeOptions quantize_options(const QuantizeCommand& command);
+
+struct RunCommand {
+    CommonOptions common;
+    std::string recipe;
+    std::string runs_dir = "runs";
+    bool dry_run = false;
+    bool reuse_calibration = false;
+};
+CLI::App* add_run(CLI::App& app, RunCommand& command);
+// 0 when every assertion holds, 3 when one fails.
+int run_run(const RunCommand& command);
 
 }  // namespace moekit::cli

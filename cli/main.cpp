@@ -33,7 +33,8 @@ int run(int argc, char** argv) {
         "Works on Hugging Face checkpoint directories (config.json + safetensors) of Mixtral,\n"
         "Qwen2-MoE, Qwen3-MoE, OLMoE, DeepSeek-V2 and DeepSeek-V3. Run 'moekit COMMAND --help'\n"
         "for a command's options and examples.\n\n"
-        "Exit codes: 0 ok, 1 bad input (the message says what and where), 2 internal error.",
+        "Exit codes: 0 ok, 1 bad input (the message says what and where), 2 internal error,\n"
+        "3 an assertion of `moekit run` failed.",
         "moekit"};
     app.require_subcommand(1);
     bool show_version = false;
@@ -54,6 +55,8 @@ int run(int argc, char** argv) {
     CLI::App* svd_app = add_svd(app, svd);
     QuantizeCommand quantize;
     CLI::App* quantize_app = add_quantize(app, quantize);
+    RunCommand run_command;
+    CLI::App* run_app = add_run(app, run_command);
 
     if (argc == 1) {
         std::cout << app.help();
@@ -78,6 +81,7 @@ int run(int argc, char** argv) {
     if (merge_app->parsed()) return run_merge(merge);
     if (svd_app->parsed()) return run_svd(svd);
     if (quantize_app->parsed()) return run_quantize(quantize);
+    if (run_app->parsed()) return run_run(run_command);
     return 1;
 }
 
