@@ -226,6 +226,7 @@ int run_run(const RunCommand& command) {
     options.threads = command.common.threads;
     options.tool_version = MOEKIT_VERSION;
     options.progress = [](const std::string& line) { std::cerr << "moekit run: " << line << "\n"; };
+    options.pass_progress = step_progress("calibration");
     const std::string recipe = command.recipe;
     const pipeline::RunResult result = pipeline::run(options, [&](const pipeline::PlannedStep& step, pipeline::RunMode mode,
                                                                  model::CalibrationCache* cache) -> pipeline::StepOutcome {

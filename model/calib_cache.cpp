@@ -174,6 +174,7 @@ SharedPass run_shared_pass(CalibrationCache& cache, const io::Checkpoint& checkp
         for (CalibrationSink* sink : todo) sink->begin_batch(seqs, domains);
         engine.forward_hidden(seqs, observers);
     }
+    if (progress) progress(1.0, "saving calibration statistics");
     for (size_t i = 0; i < todo.size(); ++i) todo[i]->save(cache, keys[i]);
     pass.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return pass;

@@ -77,17 +77,22 @@ Json metrics_of(const std::string& kind, const Json& report) {
     Json m = Json::object();
     if (kind == "eval" && report.contains("total")) {
         const Json& t = report["total"];
-        for (const char* k : {"ppl", "ref_ppl", "kl_mean", "kl_p99", "top1_agreement", "tokens", "scored"})
-            if (t.contains(k) && !t[k].is_null()) m[k] = t[k];
+        if (t.contains("ppl")) m["ppl"] = t["ppl"];
         if (t.contains("ppl") && t.contains("ref_ppl") && t["ref_ppl"].is_number() && t["ref_ppl"].get<double>() > 0)
             m["ppl_ratio"] = t["ppl"].get<double>() / t["ref_ppl"].get<double>();
+        for (const char* k : {"kl_mean", "top1_agreement"})
+            if (t.contains(k) && !t[k].is_null()) m[k] = t[k];
         if (t.contains("routing_agreement") && t["routing_agreement"].is_object() && t["routing_agreement"].contains("mean"))
             m["routing_agreement"] = t["routing_agreement"]["mean"];
+        for (const char* k : {"ref_ppl", "kl_p99", "tokens", "scored"})
+            if (t.contains(k) && !t[k].is_null()) m[k] = t[k];
     }
     if (kind == "profile" && report.contains("model_level")) {
         // Model-level numbers under short names: load.*_mean -> max_vio_mean, ...; consistency srp
         // at m=16 -> srp_m16, sch/lru/lfu at cache ratio 2 -> sch_r2, ...; congestion gamma_*_mean.
         const Json& ml = report["model_level"];
+        if (ml.contains("consistency") && ml["consistency"].contains("srp") && ml["consistency"]["srp"].contains("16"))
+            m["srp_m16"] = ml["consistency"]["srp"]["16"]["value"];
         if (ml.contains("load"))
             for (const auto& [k, v] : ml["load"].items()) {
                 if (v.is_number()) m[k] = v;
@@ -154,6 +159,10 @@ std::string markdown(const Json& s) {
         << s["asserts_total"].get<int64_t>() << " assertions hold). Calibration: "
         << s["calibration"]["forward_tokens"].get<int64_t>() << " tokens through the model, "
         << s["calibration"]["reused_entries"].get<int64_t>() << " saved statistics reused.\n\n";
+    for (const auto& pass : s["calibration"]["shared_passes"])
+        out << "Shared calibration pass on `" << fs::path(pass["model"].get<std::string>()).filename().string() << "` for "
+            << pass["steps"].size() << " steps (" << pass["steps"].dump() << "): " << pass["tokens"].get<int64_t>() << " tokens, "
+            << core::fmt("%.1f s", pass["timing"]["wall_s"].get<double>()) << ".\n\n";
     out << "| step | kind | input → output | time | peak RSS | size | metrics | status |\n"
         << "|---|---|---|---:|---:|---|---|---|\n";
     for (const auto& st : s["steps"]) {
@@ -222,7 +231,7 @@ Json shared_pass(model::CalibrationCache& cache, const std::vector<PlannedStep>&
             sinks.push_back(sink.get());
             owned.push_back(std::move(sink));
         }
-    const model::SharedPass pass = model::run_shared_pass(cache, ckpt, engine, corpus, sinks);
+    const model::SharedPass pass = model::run_shared_pass(cache, ckpt, engine, corpus, sinks, options.pass_progress);
     return {{"model", first.input.string()}, {"steps", names}, {"kinds", pass.kinds}, {"tokens", pass.tokens},
             {"timing", {{"wall_s", pass.seconds}}}};
 }

@@ -51,6 +51,8 @@ struct RunOptions {
     std::string tool_version;
     // A line of progress per step start (stderr in the CLI).
     std::function<void(const std::string&)> progress;
+    // Fraction done of a shared calibration pass (a terminal progress bar in the CLI).
+    std::function<void(double, const std::string&)> pass_progress;
 };
 
 enum class RunMode { validate, execute };
