@@ -324,7 +324,7 @@ std::vector<PlannedStep> plan(const Recipe& recipe, const RunOptions& options) {
             for (const StepOption& c : recipe.corpus)
                 if (!has_option(s, c.key)) add(c.args, c.line);
         if (!p.output.empty()) add({"-o", p.output.string(), "--force"}, 0);
-        if (options.threads > 0) add({"--threads", std::to_string(options.threads)}, 0);
+        if (options.threads > 0 && !has_option(s, "threads")) add({"--threads", std::to_string(options.threads)}, 0);
         if (p.output_is_model) current = p.output;
         out.push_back(std::move(p));
     }
