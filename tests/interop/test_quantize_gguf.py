@@ -307,9 +307,9 @@ def make_olmoe256(d):
 
 
 def make_deepseek64(d):
-    """A 2-layer DeepSeek-V3 (q LoRA, one dense layer, shared expert, correction bias) whose MLA rows
-    are 32/64 long, so attn_k_b/attn_v_b hold real Q8_0/Q4_0 blocks: the deepseek_v3 fixture's
-    tokenizer, random weights."""
+    """A 2-layer DeepSeek-V3 (q LoRA, a dense layer, a shared expert, correction bias, an MTP layer)
+    whose MLA rows are 32/64 long, so attn_k_b/attn_v_b hold real Q8_0/Q4_0 blocks: the deepseek_v3
+    fixture's tokenizer, random weights."""
     import shutil
     from safetensors.numpy import save_file
     d.mkdir()
@@ -317,7 +317,7 @@ def make_deepseek64(d):
     cfg.update(hidden_size=64, intermediate_size=64, moe_intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
                num_key_value_heads=2, q_lora_rank=32, kv_lora_rank=64, qk_nope_head_dim=32, qk_rope_head_dim=32,
                qk_head_dim=64, head_dim=32, v_head_dim=32, n_routed_experts=4, n_group=2, topk_group=1,
-               first_k_dense_replace=1, n_shared_experts=1, num_nextn_predict_layers=0)
+               first_k_dense_replace=1, n_shared_experts=1, num_nextn_predict_layers=1)
     (d / "config.json").write_text(json.dumps(cfg, indent=2))
     for f in ["tokenizer.json", "tokenizer_config.json"]:
         shutil.copy(FIXTURES / "deepseek_v3" / f, d / f)
@@ -343,6 +343,9 @@ def make_deepseek64(d):
                 t[p + f"mlp.experts.{e}.{n}.weight"] = w(*shape)
         for n, shape in [("gate_proj", (32, D)), ("up_proj", (32, D)), ("down_proj", (D, 32))]:
             t[p + f"mlp.shared_experts.{n}.weight"] = w(*shape)
+    # A multi-token-prediction layer after the decoder: the converter and moekit both leave it out.
+    t.update({"model.layers.2.eh_proj.weight": w(D, 2 * D), "model.layers.2.enorm.weight": 1 + w(D),
+              "model.layers.2.hnorm.weight": 1 + w(D)})
     save_file(t, str(d / "model.safetensors"), metadata={"format": "pt"})
 
 
