@@ -89,14 +89,19 @@ def gguf_add_bos(gguf_path):
 
 def run_llama(binary, gguf_path, text, ctx, chunks, threads, kld, kv_f32):
     cmd = [str(binary), "-m", str(gguf_path), "-f", str(text), "-c", str(ctx), "-b", str(ctx), "--chunks", str(chunks),
-           "-t", str(threads), "--kl-divergence-base", str(kld), "-ngl", "0"]
+           "-t", str(threads), "--kl-divergence-base", str(kld)]
     if kv_f32:
         cmd += ["-ctk", "f32", "-ctv", "f32"]
-    t = time.time()
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.time() - t
-    log = p.stdout + p.stderr
-    m = re.search(r"Final estimate: PPL = ([0-9.]+) \+/- ([0-9.]+)", log)
+    # This llama.cpp's asynchronous logger sometimes loses its last lines (the final chunk and
+    # "Final estimate") at exit when writing to pipes: run again, up to 5 times, until it prints it.
+    for attempt in range(5):
+        t = time.time()
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        wall = time.time() - t
+        log = p.stdout
+        m = re.search(r"Final estimate: PPL = ([0-9.]+) \+/- ([0-9.]+)", log)
+        if p.returncode != 0 or m:
+            break
     if p.returncode != 0 or not m:
         sys.exit(f"llama-perplexity failed on {gguf_path} (exit {p.returncode}):\n{log[-4000:]}")
     return float(m.group(1)), float(m.group(2)), wall, cmd
@@ -139,16 +144,17 @@ def main():
     rows = []
     ids_ref = None
     for t in a.types.split(","):
-        g = work / f"demo-{t}.gguf"
+        name = Path(a.model).name
+        g = work / f"{name}-{t}.gguf"
         subprocess.run([a.moekit, "quantize", a.model, "--type", t, "--format", "gguf", "-o", str(g), "--force"],
                        check=True, capture_output=True)
         if t == "f32":
             hf_model = Path(a.model)
         else:
-            hf_model = work / f"demo-{t}-fake"
+            hf_model = work / f"{name}-{t}-fake"
             subprocess.run([a.moekit, "quantize", a.model, "--type", t, "--format", "hf-fake", "-o", str(hf_model),
                             "--force"], check=True, capture_output=True)
-        kld = work / f"demo-{t}.kld"
+        kld = work / f"{name}-{t}.kld"
         ppl, err, wall, cmd = run_llama(binary, g, a.text, a.ctx, a.chunks, a.threads, kld, a.kv_f32)
         n_ctx, _, n_chunk, ids = read_kld_header(kld)
         kld.unlink()  # the logits themselves are not needed
@@ -176,9 +182,16 @@ def main():
         rows.append(row)
         print(json.dumps(row), flush=True)
 
-    result = {"schema_version": 1, "model": str(a.model), "text": str(a.text), "ctx": a.ctx, "chunks": rows[0]["chunks"],
+    def rel(path):  # repository-relative where possible, so the record is machine-independent
+        try:
+            return str(Path(path).resolve().relative_to(ROOT))
+        except ValueError:
+            return str(path)
+
+    result = {"schema_version": 1, "model": rel(a.model), "text": rel(a.text), "ctx": a.ctx, "chunks": rows[0]["chunks"],
               "scored_per_chunk": a.ctx - 1 - first, "bos_substituted": bool(add_bos), "kv_cache": "f32" if a.kv_f32 else "f16",
-              "threads": a.threads, "llama_perplexity_cmd": " ".join(map(str, cmd)), "rows": rows}
+              "threads": a.threads,
+              "llama_perplexity_cmd": " ".join(rel(c) if os.path.isabs(str(c)) else str(c) for c in cmd), "rows": rows}
     if a.out:
         Path(a.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"\n{result['chunks']} chunks x {a.ctx} tokens, second half scored ({a.ctx - 1 - first} per chunk), "
