@@ -4,9 +4,11 @@
 // (ne = {d_model, d_ff, n_expert} for gate/up, {d_ff, d_model, n_expert} for down), the
 // Q/K row permutation llama.cpp's converter applies to Mixtral (converted as "llama"), and which
 // tensors stay F32 (1-D tensors, norms, biases, routers: what convert_hf_to_gguf.py and
-// llama-quantize leave unquantized). Mirrors convert_hf_to_gguf.py; the interop test compares
-// both on every fixture. Architectures llama.cpp cannot run from this layout are refused by name
-// (DeepSeek-V2/V3 here: not implemented yet; Qwen2-MoE with dense layers: llama.cpp has none).
+// llama-quantize leave unquantized). DeepSeek-V2/V3 ("deepseek2", gguf_deepseek.cpp): MLA
+// tensors, kv_b_proj split per head into attn_k_b (transposed) and attn_v_b, leading dense
+// layers, shared experts, V3's exp_probs_b. Mirrors convert_hf_to_gguf.py; the interop test
+// compares both on every fixture. Layouts llama.cpp cannot run are refused by name (Qwen2-MoE
+// with dense layers: llama.cpp has none; per-layer expert counts).
 #pragma once
 
 #include <cstdint>
@@ -22,6 +24,13 @@ namespace moekit::quantize {
 enum class TensorRole { embedding, output, attention, norm, router, expert_gate, expert_up, expert_down,
                         shared_expert, other };
 
+// How the source rows become GGUF rows.
+enum class TensorLayout {
+    plain,    // sources concatenated (experts stacked), optionally Q/K-permuted
+    mla_k_b,  // kv_b_proj [n_head*(nope+v), r] -> per head the nope rows, transposed: ne {nope, r, n_head}
+    mla_v_b,  // kv_b_proj -> per head the v rows: ne {r, v, n_head}
+};
+
 // One GGUF tensor and the checkpoint tensors it is built from.
 struct GgufTensorPlan {
     std::string name;                  // GGUF name
@@ -31,11 +40,13 @@ struct GgufTensorPlan {
     int64_t layer = -1;
     int64_t permute_heads = 0;         // > 0: llama.cpp's Q/K row permutation with this many heads
     bool quantizable = false;          // false: always written as F32
+    TensorLayout layout = TensorLayout::plain;
+    int64_t mla_heads = 0, mla_nope = 0, mla_v = 0;  // mla_* layouts: the kv_b_proj split
     int64_t rows() const;              // ne[1] * ne[2] ...
 };
 
 struct GgufModelPlan {
-    std::string arch;                  // llama.cpp architecture ("olmoe", "qwen3moe", "llama")
+    std::string arch;                  // llama.cpp architecture ("olmoe", "qwen3moe", "llama", "deepseek2")
     std::vector<GgufTensorPlan> tensors;
     std::vector<std::string> notes;    // what the user should know (printed and in moekit.json)
 };
@@ -54,7 +65,8 @@ void add_gguf_hparams(io::GgufWriter& writer, const GgufModelPlan& plan, const i
 // with tokens, scores and token types. Throws Error naming the file for what it cannot express.
 void add_gguf_tokenizer(io::GgufWriter& writer, const std::filesystem::path& model_dir, const io::HfConfig& config);
 
-// Reads the fp32 data of a planned tensor in GGUF row order (experts stacked, Q/K permuted).
+// Reads the fp32 data of a planned tensor in GGUF row order (experts stacked, Q/K permuted,
+// kv_b_proj split).
 std::vector<float> read_gguf_tensor(const io::Checkpoint& checkpoint, const GgufTensorPlan& t);
 
 }  // namespace moekit::quantize

@@ -115,8 +115,9 @@ void add_gguf_tokenizer(io::GgufWriter& w, const fs::path& dir, const io::HfConf
     w.set("tokenizer.ggml.model", GgufValue::str(byte_level ? "gpt2" : "llama"));
     if (byte_level) {
         // The converter names the pre-tokenizer by hashing its output on a test string; moekit
-        // reads it from tokenizer.json: ByteLevel with the GPT-2 regex is llama.cpp's "gpt2".
-        w.set("tokenizer.ggml.pre", GgufValue::str("gpt2"));
+        // reads it from tokenizer.json: ByteLevel with the GPT-2 regex is what the converter's
+        // table calls "gpt-2" (llama-vocab.cpp refuses any other spelling, e.g. "gpt2").
+        w.set("tokenizer.ggml.pre", GgufValue::str("gpt-2"));
     } else {
         w.set("tokenizer.ggml.pre", GgufValue::str("default"));
     }

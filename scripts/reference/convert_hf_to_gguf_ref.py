@@ -4,7 +4,8 @@ fetches) on a checkpoint, as the reference for the metadata and tensor shapes mo
 writer must produce. The converter identifies a BPE pre-tokenizer by hashing how it tokenizes a
 test string and refuses tokenizers it has no hash for (every tokenizer trained for moekit's
 fixtures and demo model); this wrapper answers that one question the way moekit does (a
-ByteLevel pre-tokenizer with the GPT-2 regex is "gpt2") and leaves everything else to the
+ByteLevel pre-tokenizer with the GPT-2 regex is "gpt-2", the name the converter's own hash table
+gives GPT-2 and the one llama.cpp's vocabulary loader accepts) and leaves everything else to the
 converter.
 
 Usage: convert_hf_to_gguf_ref.py MODEL_DIR OUT.gguf [MODEL_DIR OUT.gguf ...] [--outtype f32|f16|bf16|q8_0]
@@ -46,7 +47,7 @@ def _run(root):
         tj = json.loads((Path(self.dir_model) / "tokenizer.json").read_text())
         p = tj.get("pre_tokenizer") or {}
         if p.get("type") == "ByteLevel" and p.get("use_regex", True):
-            return "gpt2"
+            return "gpt-2"
         raise NotImplementedError(f"reference wrapper: no pre-tokenizer name for {p}")
 
     base.TextModel.get_vocab_base_pre = pre

@@ -28,7 +28,7 @@ refused 1 "not implemented yet" -- quantize "$demo" --method gptq --calib "$cali
 refused 1 "not implemented yet" -- quantize "$demo" --format gptq -o "$g"
 refused 1 "--method gptq quantizes onto the integer grid" -- quantize "$demo" --method gptq --type q4_0 --format hf-fake --calib "$calib" -o "$tmp/work/o"
 refused 1 "--calib is used by --method gptq only" -- quantize "$demo" --calib "$calib" -o "$g"
-refused 1 "not implemented yet for GGUF" -- quantize "$tests/fixtures/deepseek_v2" -o "$g"
+refused 1 "dense MLP layer" -- quantize "$tests/fixtures/qwen2_moe" -o "$g"
 refused 1 "--bits must be 2..8" -- quantize "$demo" --format hf-fake --bits 9 -o "$tmp/work/o"
 refused 1 "does not exist" -- quantize "$tmp/nope" -o "$g"
 refused 1 "not a quantized ggml type" -- quantize "$demo" --mixed-precision --candidate-types q4_0,f16 --calib "$calib" --max-tokens 256 -o "$g"
@@ -40,6 +40,9 @@ expect 0 "fall back as llama-quantize does" -- quantize "$demo" --bits 4 -o "$g"
 [[ -f $g && -f $tmp/work/out.moekit.json ]] || fail "GGUF or its moekit.json missing"
 expect 1 "exists (use --force" -- quantize "$demo" --bits 4 -o "$g"
 expect 0 "wrote" -- quantize "$demo" --bits 8 -o "$g" --force
+# DeepSeek: llama.cpp's deepseek2 layout; MLA rows of 8/16 fall back to f16 and are reported.
+expect 0 "kv_b_proj is split per head" -- quantize "$tests/fixtures/deepseek_v3" --bits 8 -o "$tmp/work/ds.gguf"
+expect 0 "fall back as llama-quantize does" -- quantize "$tests/fixtures/deepseek_v2" --bits 8 -o "$tmp/work/ds.gguf" --force
 "$python" - "$tmp/work/out.moekit.json" <<'PY' || fail "GGUF moekit.json content"
 import json, sys
 j = json.load(open(sys.argv[1]))

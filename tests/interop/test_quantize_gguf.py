@@ -13,10 +13,16 @@ For the demo model and every architecture fixture GGUF supports, and every ggml 
     scripts/reference/convert_hf_to_gguf_ref.py) writes the same metadata keys and values and
     the same tensor names, shapes and types as `moekit quantize --type f32` (only general.name,
     general.size_label, general.quantized_by may differ), and the same f32 data — for the demo
-    model, OLMoE, Qwen3-MoE and Mixtral (llama vocabulary, permuted Q/K; needs sentencepiece).
+    model, OLMoE, Qwen3-MoE, DeepSeek-V2, DeepSeek-V3 and Mixtral (llama vocabulary, permuted Q/K;
+    needs sentencepiece). DeepSeek: kv_b_proj split into attn_k_b (transposed) / attn_v_b is
+    checked against numpy's split of the source; the only metadata moekit writes differently are
+    the documented keys of DEEPSEEK_DELIBERATE (q_lora_rank = 0 without q LoRA; V3's sigmoid
+    gating when config.json has no scoring_func), each with its expected value;
+  * deepseek64: a 2-layer DeepSeek-V3 with rows of 32/64 (the fixtures' MLA rows of 8/16 only
+    ever fall back to F16), so Q8_0/Q4_0 really quantize the transposed attn_k_b blocks.
 transformers loads --format hf-fake output of every fixture architecture without missing or
 unexpected keys, holding exactly the values moekit wrote.
-Refusals: Qwen2-MoE with dense layers, DeepSeek, gptq format, unsupported bits: exit 1, nothing written.
+Refusals: Qwen2-MoE with dense layers, gptq format, unsupported bits: exit 1, nothing written.
 Exit 77 (skip) without the gguf package.
 """
 import json
@@ -107,8 +113,25 @@ def gguf_key_values(path):
     return r, kv
 
 
+def split_kv_b(w, cfg, which):
+    """convert_hf_to_gguf.py's DeepseekV2Model split of kv_b_proj [n_head*(nope+v), r] (numpy)."""
+    nh, nope, v = cfg["num_attention_heads"], cfg["qk_nope_head_dim"], cfg["v_head_dim"]
+    kv = w.reshape(nh, nope + v, w.shape[-1])
+    return np.ascontiguousarray(kv[:, :nope, :].transpose(0, 2, 1) if which == "k" else kv[:, nope:, :])
+
+
+# Metadata moekit writes on purpose where convert_hf_to_gguf.py writes nothing (gguf_deepseek.cpp):
+# {fixture: {key: expected moekit value}}.
+DEEPSEEK_DELIBERATE = {
+    "deepseek_v2": {"deepseek2.attention.q_lora_rank": 0},  # config q_lora_rank null; llama.cpp needs the key
+    "deepseek_v3": {"deepseek2.expert_gating_func": 2},     # no scoring_func in config; V3 routes with sigmoid
+    "deepseek64": {"deepseek2.expert_gating_func": 2},
+}
+
+
 def hf_to_gguf_names(model_type):
     mixtral = model_type == "mixtral"
+    deepseek = model_type.startswith("deepseek")
     ex = "block_sparse_moe.experts" if mixtral else "mlp.experts"
     proj = ["w1", "w3", "w2"] if mixtral else ["gate_proj", "up_proj", "down_proj"]
 
@@ -136,6 +159,20 @@ def hf_to_gguf_names(model_type):
             "ffn_down_shexp.weight": "mlp.shared_expert.down_proj.weight",
             "ffn_gate_inp_shexp.weight": "mlp.shared_expert_gate.weight",
         }
+        if deepseek:
+            table.update({
+                "attn_q_a.weight": "self_attn.q_a_proj.weight", "attn_q_b.weight": "self_attn.q_b_proj.weight",
+                "attn_q_a_norm.weight": "self_attn.q_a_layernorm.weight",
+                "attn_kv_a_mqa.weight": "self_attn.kv_a_proj_with_mqa.weight",
+                "attn_kv_a_norm.weight": "self_attn.kv_a_layernorm.weight",
+                "attn_k_b.weight": "self_attn.kv_b_proj.weight", "attn_v_b.weight": "self_attn.kv_b_proj.weight",
+                "ffn_gate.weight": "mlp.gate_proj.weight", "ffn_up.weight": "mlp.up_proj.weight",
+                "ffn_down.weight": "mlp.down_proj.weight",
+                "ffn_gate_shexp.weight": "mlp.shared_experts.gate_proj.weight",
+                "ffn_up_shexp.weight": "mlp.shared_experts.up_proj.weight",
+                "ffn_down_shexp.weight": "mlp.shared_experts.down_proj.weight",
+                "exp_probs_b.bias": "mlp.gate.e_score_correction_bias",
+            })
         return p + table[rest]
 
     return experts, single
@@ -162,9 +199,15 @@ def check_model(name, model_dir, types, tmp):
                 il = int(g.split(".")[1])
                 p = {"ffn_gate_exps": 0, "ffn_up_exps": 1, "ffn_down_exps": 2}[g.split(".")[2]]
                 names = experts(il, p)
-                n_expert = cfg.get("num_local_experts", cfg.get("num_experts"))
+                n_expert = cfg.get("num_local_experts", cfg.get("num_experts", cfg.get("n_routed_experts")))
                 want = np.stack([hf[names[ie]] for ie in range(n_expert)])
                 orig = np.stack([src[names[ie]] for ie in range(n_expert)])
+            elif g.endswith(("attn_k_b.weight", "attn_v_b.weight")):
+                # hf-fake quantizes kv_b_proj along its own rows, GGUF the split (transposed) halves:
+                # the oracle is gguf-py's quantizer on numpy's split of the source.
+                orig = split_kv_b(src[single(g)], cfg, "k" if "attn_k_b" in g else "v")
+                want = gguf.quants.dequantize(gguf.quants.quantize(orig, tensor.tensor_type),
+                                              tensor.tensor_type).reshape(orig.shape)
             else:
                 hn = single(g)
                 want, orig = hf[hn], src[hn]
@@ -211,8 +254,12 @@ def compare_with_converter(pairs, tmp):
             run(["quantize", d, "--type", "f32", "-o", ours])
         r_ref, kv_ref = gguf_key_values(tmp / f"ref-{name}.gguf")
         r_our, kv_our = gguf_key_values(ours)
+        deliberate = DEEPSEEK_DELIBERATE.get(name, {})
+        for k, v in deliberate.items():
+            check(k not in kv_ref, f"{name}: the converter now writes {k}; drop it from DEEPSEEK_DELIBERATE")
+            check(k in kv_our and kv_our[k][1] == v, f"{name}: moekit's {k} = {kv_our.get(k)} (expected {v})")
         for k in sorted(set(kv_ref) | set(kv_our)):
-            if k in ignore:
+            if k in ignore or k in deliberate:
                 continue
             check(k in kv_ref and k in kv_our and kv_ref[k] == kv_our[k],
                   f"{name}: metadata {k}: converter {kv_ref.get(k, ('absent',))[:2] if k in kv_ref else 'absent'}"
@@ -225,7 +272,8 @@ def compare_with_converter(pairs, tmp):
             check(list(a.shape) == list(b.shape) and a.tensor_type == b.tensor_type,
                   f"{name} {n}: converter {list(a.shape)} {a.tensor_type.name} vs moekit {list(b.shape)} {b.tensor_type.name}")
             check(np.array_equal(np.asarray(a.data), np.asarray(b.data)), f"{name} {n}: f32 data differs from the converter")
-        print(f"ok: {name}: metadata, tensor names, shapes, types and f32 data equal convert_hf_to_gguf.py")
+        extra = f" (plus {', '.join(deliberate)} by design)" if deliberate else ""
+        print(f"ok: {name}: metadata, tensor names, shapes, types and f32 data equal convert_hf_to_gguf.py{extra}")
 
 
 def make_olmoe256(d):
@@ -255,6 +303,49 @@ def make_olmoe256(d):
         for n in ["gate_proj", "up_proj", "down_proj"]:
             t[p + f"mlp.experts.{e}.{n}.weight"] = w(D, D)
     t[p + "mlp.experts.0.up_proj.weight"][3, :] = 0  # an all-zero row
+    save_file(t, str(d / "model.safetensors"), metadata={"format": "pt"})
+
+
+def make_deepseek64(d):
+    """A 2-layer DeepSeek-V3 (q LoRA, a dense layer, a shared expert, correction bias, an MTP layer)
+    whose MLA rows are 32/64 long, so attn_k_b/attn_v_b hold real Q8_0/Q4_0 blocks: the deepseek_v3
+    fixture's tokenizer, random weights."""
+    import shutil
+    from safetensors.numpy import save_file
+    d.mkdir()
+    cfg = json.loads((FIXTURES / "deepseek_v3" / "config.json").read_text())
+    cfg.update(hidden_size=64, intermediate_size=64, moe_intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+               num_key_value_heads=2, q_lora_rank=32, kv_lora_rank=64, qk_nope_head_dim=32, qk_rope_head_dim=32,
+               qk_head_dim=64, head_dim=32, v_head_dim=32, n_routed_experts=4, n_group=2, topk_group=1,
+               first_k_dense_replace=1, n_shared_experts=1, num_nextn_predict_layers=1)
+    (d / "config.json").write_text(json.dumps(cfg, indent=2))
+    for f in ["tokenizer.json", "tokenizer_config.json"]:
+        shutil.copy(FIXTURES / "deepseek_v3" / f, d / f)
+    rng = np.random.default_rng(1)
+    w = lambda *s: (rng.standard_normal(s) * 0.05).astype(np.float32)
+    V, D, H = cfg["vocab_size"], 64, 2
+    t = {"model.embed_tokens.weight": w(V, D), "model.norm.weight": 1 + w(D), "lm_head.weight": w(V, D)}
+    for il in range(2):
+        p = f"model.layers.{il}."
+        a = p + "self_attn."
+        t.update({p + "input_layernorm.weight": 1 + w(D), p + "post_attention_layernorm.weight": 1 + w(D),
+                  a + "q_a_proj.weight": w(32, D), a + "q_a_layernorm.weight": 1 + w(32), a + "q_b_proj.weight": w(H * 64, 32),
+                  a + "kv_a_proj_with_mqa.weight": w(64 + 32, D), a + "kv_a_layernorm.weight": 1 + w(64),
+                  a + "kv_b_proj.weight": w(H * (32 + 32), 64), a + "o_proj.weight": w(D, H * 32)})
+        t[a + "kv_b_proj.weight"][:, :3] *= 30  # outliers: the transposed k_b blocks see very different scales
+        if il == 0:
+            t.update({p + "mlp.gate_proj.weight": w(64, D), p + "mlp.up_proj.weight": w(64, D),
+                      p + "mlp.down_proj.weight": w(D, 64)})
+            continue
+        t.update({p + "mlp.gate.weight": w(4, D), p + "mlp.gate.e_score_correction_bias": w(4)})
+        for e in range(4):
+            for n, shape in [("gate_proj", (32, D)), ("up_proj", (32, D)), ("down_proj", (D, 32))]:
+                t[p + f"mlp.experts.{e}.{n}.weight"] = w(*shape)
+        for n, shape in [("gate_proj", (32, D)), ("up_proj", (32, D)), ("down_proj", (D, 32))]:
+            t[p + f"mlp.shared_experts.{n}.weight"] = w(*shape)
+    # A multi-token-prediction layer after the decoder: the converter and moekit both leave it out.
+    t.update({"model.layers.2.eh_proj.weight": w(D, 2 * D), "model.layers.2.enorm.weight": 1 + w(D),
+              "model.layers.2.hnorm.weight": 1 + w(D)})
     save_file(t, str(d / "model.safetensors"), metadata={"format": "pt"})
 
 
@@ -289,9 +380,13 @@ def main():
         check_model("demo", ROOT / "assets" / "demo-moe", ["q8_0", "q4_0", "q5_0", "bf16"], tmp)
         make_olmoe256(tmp / "olmoe256")
         check_model("olmoe256", tmp / "olmoe256", ["q4_K", "q6_K"], tmp)
-        for fx in ["qwen3_moe", "mixtral"]:  # OLMoE: the demo model and olmoe256
+        for fx in ["qwen3_moe", "mixtral", "deepseek_v2", "deepseek_v3"]:  # OLMoE: the demo model and olmoe256
             check_model(fx, FIXTURES / fx, ["q8_0"], tmp)
-        pairs = [("demo", ROOT / "assets" / "demo-moe"), ("olmoe", FIXTURES / "olmoe"), ("qwen3_moe", FIXTURES / "qwen3_moe")]
+        make_deepseek64(tmp / "deepseek64")
+        check_model("deepseek64", tmp / "deepseek64", ["q8_0", "q4_0", "q4_K"], tmp)
+        pairs = [("demo", ROOT / "assets" / "demo-moe"), ("olmoe", FIXTURES / "olmoe"), ("qwen3_moe", FIXTURES / "qwen3_moe"),
+                 ("deepseek_v2", FIXTURES / "deepseek_v2"), ("deepseek_v3", FIXTURES / "deepseek_v3"),
+                 ("deepseek64", tmp / "deepseek64")]
         try:  # the converter's llama-vocabulary path imports sentencepiece
             import sentencepiece  # noqa: F401
             pairs.append(("mixtral", FIXTURES / "mixtral"))
@@ -302,7 +397,6 @@ def main():
         # Refusals: exit 1, nothing written.
         for args, what in [
             ([FIXTURES / "qwen2_moe", "-o", tmp / "x.gguf"], "dense MLP layer"),
-            ([FIXTURES / "deepseek_v3", "-o", tmp / "x.gguf"], "not implemented yet"),
             ([ROOT / "assets" / "demo-moe", "--bits", "3", "-o", tmp / "x.gguf"], "--bits 3"),
             ([ROOT / "assets" / "demo-moe", "--type", "q3_K", "-o", tmp / "x.gguf"], "q3_K"),
             ([ROOT / "assets" / "demo-moe", "--format", "gptq", "-o", tmp / "x.gguf"], "not implemented yet"),
