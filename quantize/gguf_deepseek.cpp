@@ -23,6 +23,14 @@
 namespace moekit::quantize::detail {
 namespace {
 
+// DeepSeek-V2's group_limited_greedy ranks groups by their best expert. When at least top-k groups
+// survive, every group holding one of the k best experts survives (its best expert is at least
+// the k-th best score), so the selection is the plain top-k: written without groups, llama.cpp
+// (which ranks groups by their top-2 sum, V3's rule) computes exactly that.
+bool v2_groups_are_plain_topk(const model::ModelConfig& c) {
+    return c.model_type == "deepseek_v2" && c.routing.n_group > 1 && c.routing.topk_group >= c.n_expert_used;
+}
+
 constexpr uint32_t kGatingSoftmax = 1, kGatingSigmoid = 2;  // llama.cpp's llama_expert_gating_func_type
 
 std::string layer_prefix(int64_t il) { return "model.layers." + std::to_string(il) + "."; }
@@ -142,7 +150,11 @@ GgufModelPlan plan_gguf_deepseek(const io::Checkpoint& ck, const model::ArchSpec
     if (c.model_type == "deepseek_v3" && !scoring_func(hf))
         plan.notes.push_back("expert_gating_func = sigmoid written although config.json has no scoring_func "
                              "(convert_hf_to_gguf.py would write none and llama.cpp would route with softmax)");
-    if (c.model_type == "deepseek_v2" && c.routing.n_group > 1)
+    if (v2_groups_are_plain_topk(c))
+        plan.notes.push_back("expert_group_count = 1 written (convert_hf_to_gguf.py writes n_group): with topk_group >= "
+                             "top-k DeepSeek-V2's group_limited_greedy selects exactly the plain top-k, which llama.cpp then "
+                             "computes; with the groups it would apply DeepSeek-V3's top-2-sum group rule and route differently");
+    else if (c.model_type == "deepseek_v2" && c.routing.n_group > 1)
         plan.notes.push_back("llama.cpp scores expert groups by the sum of their top-2 experts (DeepSeek-V3's rule); "
                              "DeepSeek-V2's group_limited_greedy uses the best expert, so llama.cpp may route "
                              "differently from transformers");
@@ -172,8 +184,9 @@ void add_gguf_hparams_deepseek(io::GgufWriter& w, const GgufModelPlan& plan, con
     w.set(a + ".attention.layer_norm_rms_epsilon", GgufValue::f32(static_cast<float>(c.rms_norm_eps)));
     w.set(a + ".expert_count", u32(c.n_expert));
     w.set(a + ".expert_used_count", u32(c.n_expert_used));
-    if (hf.has("n_group")) w.set(a + ".expert_group_count", u32(hf.get_int("n_group")));
-    if (hf.has("topk_group")) w.set(a + ".expert_group_used_count", u32(hf.get_int("topk_group")));
+    const bool plain_topk = v2_groups_are_plain_topk(c);
+    if (hf.has("n_group")) w.set(a + ".expert_group_count", u32(plain_topk ? 1 : hf.get_int("n_group")));
+    if (hf.has("topk_group")) w.set(a + ".expert_group_used_count", u32(plain_topk ? 1 : hf.get_int("topk_group")));
     if (const auto sf = scoring_func(hf)) {
         if (*sf != "sigmoid" && *sf != "softmax")
             throw Error("quantize", hf.source().string() + ": scoring_func '" + *sf +

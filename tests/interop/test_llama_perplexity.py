@@ -11,8 +11,8 @@ llama.cpp token ids, the second half of every chunk, llama-perplexity vs `moekit
   * the DeepSeek-V3 and DeepSeek-V2 fixtures in f32 and q8_0, 4 chunks of 64: llama.cpp loads
     moekit's deepseek2 files (MLA split, q_lora_rank = 0 for V2, sigmoid gating for V3) and its
     perplexity agrees with moekit's within 2% (random fixtures: a layout or metadata error shows
-    as a larger jump; llama.cpp routes V2's group-limited greedy with V3's group rule, about 1% here,
-    see docs/RESULTS.md).
+    as a larger jump; V2's groups are written as one because its topk_group >= top-k makes its
+    group-limited greedy plain top-k, see docs/RESULTS.md).
 """
 import os
 import subprocess

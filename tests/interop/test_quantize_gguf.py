@@ -17,7 +17,8 @@ For the demo model and every architecture fixture GGUF supports, and every ggml 
     needs sentencepiece). DeepSeek: kv_b_proj split into attn_k_b (transposed) / attn_v_b is
     checked against numpy's split of the source; the only metadata moekit writes differently are
     the documented keys of DEEPSEEK_DELIBERATE (q_lora_rank = 0 without q LoRA; V3's sigmoid
-    gating when config.json has no scoring_func), each with its expected value;
+    gating when config.json has no scoring_func; V2 groups written as one when topk_group >= top-k
+    makes its group-limited greedy plain top-k), each with its expected value;
   * deepseek64: a 2-layer DeepSeek-V3 with rows of 32/64 (the fixtures' MLA rows of 8/16 only
     ever fall back to F16), so Q8_0/Q4_0 really quantize the transposed attn_k_b blocks.
 transformers loads --format hf-fake output of every fixture architecture without missing or
@@ -123,7 +124,10 @@ def split_kv_b(w, cfg, which):
 # Metadata moekit writes on purpose where convert_hf_to_gguf.py writes nothing (gguf_deepseek.cpp):
 # {fixture: {key: expected moekit value}}.
 DEEPSEEK_DELIBERATE = {
-    "deepseek_v2": {"deepseek2.attention.q_lora_rank": 0},  # config q_lora_rank null; llama.cpp needs the key
+    # config q_lora_rank null: llama.cpp needs the key; topk_group (2) >= top-k (2): V2's group-limited
+    # greedy is plain top-k, written without groups so llama.cpp does not apply V3's group rule
+    "deepseek_v2": {"deepseek2.attention.q_lora_rank": 0, "deepseek2.expert_group_count": 1,
+                    "deepseek2.expert_group_used_count": 1},
     "deepseek_v3": {"deepseek2.expert_gating_func": 2},     # no scoring_func in config; V3 routes with sigmoid
     "deepseek64": {"deepseek2.expert_gating_func": 2},
 }
@@ -256,7 +260,8 @@ def compare_with_converter(pairs, tmp):
         r_our, kv_our = gguf_key_values(ours)
         deliberate = DEEPSEEK_DELIBERATE.get(name, {})
         for k, v in deliberate.items():
-            check(k not in kv_ref, f"{name}: the converter now writes {k}; drop it from DEEPSEEK_DELIBERATE")
+            check(k not in kv_ref or kv_ref[k][1] != v,
+                  f"{name}: the converter now writes {k} = {v} too; drop it from DEEPSEEK_DELIBERATE")
             check(k in kv_our and kv_our[k][1] == v, f"{name}: moekit's {k} = {kv_our.get(k)} (expected {v})")
         for k in sorted(set(kv_ref) | set(kv_our)):
             if k in ignore or k in deliberate:
