@@ -335,6 +335,17 @@ RunResult run(const RunOptions& options, const StepRunner& runner) {
     const auto t_start = std::chrono::steady_clock::now();
     const Recipe recipe = parse_recipe(options.recipe);
     std::vector<PlannedStep> steps = plan(recipe, options);
+    // Checkpoints the recipe names (not written by its steps) must exist before anything runs.
+    std::error_code ec;
+    if (!fs::is_directory(recipe.model, ec))
+        throw Error("recipe", recipe.where(recipe.model_line) + ": model '" + recipe.model.string() + "' is not a directory");
+    std::set<fs::path> produced;
+    for (const PlannedStep& p : steps) {
+        for (const auto* path : {&p.input, p.ref ? &*p.ref : nullptr})
+            if (path != nullptr && produced.count(*path) == 0 && !fs::exists(*path, ec))
+                throw Error("recipe", recipe.where(p.step->line) + ": step '" + p.name + "': '" + path->string() + "' does not exist");
+        if (p.output_is_model) produced.insert(p.output);
+    }
     std::vector<std::optional<StepCalibration>> calibrations;
     for (const PlannedStep& p : steps) calibrations.push_back(runner(p, RunMode::validate, nullptr).calibration);
 
@@ -352,7 +363,6 @@ RunResult run(const RunOptions& options, const StepRunner& runner) {
     int64_t asserts_total = static_cast<int64_t>(recipe.asserts.size());
     for (const Step& s : recipe.steps) asserts_total += static_cast<int64_t>(s.asserts.size());
 
-    std::error_code ec;
     if (!options.dry_run) {
         if (fs::exists(result.run_dir, ec) && !fs::exists(result.run_dir / kMarker, ec) && !fs::is_empty(result.run_dir, ec))
             throw Error("run", result.run_dir.string() + " exists and was not made by moekit run; choose another --runs-dir or recipe name");

@@ -205,6 +205,17 @@ steps:
   - eval: {assert: [ppl_ratio <= lots]}
 "
 expect 1 "does not exist" -- run "$tmp/nope.yaml" --runs-dir "$runs"
+bad no_model "1: model '$tmp/missing-model' is not a directory" \
+  "model: $tmp/missing-model
+steps:
+  - prune: {keep: 2}
+"
+bad no_input "4: step 'prune': '$tmp/elsewhere' does not exist" \
+  "model: $demo
+calib: $root/assets/corpus/train/en.txt
+steps:
+  - prune: {keep: 2, input: $tmp/elsewhere}
+"
 
 # A value only the command itself can judge fails when the step runs, still naming the line; the
 # summary records the failed step.
