@@ -48,13 +48,7 @@ model::EvalOptions eval_options(const EvalCommand& command) {
     options.corpus = corpus_options(command.corpus, command.data, "--data");
     options.batch_tokens = command.corpus.batch_tokens;
     options.threads = command.common.threads;
-    const bool tty = isatty(fileno(stderr)) != 0;
-    if (tty)
-        options.progress = [](double fraction, const std::string& what) {
-            std::fprintf(stderr, "\r\033[K[eval] %5.1f%%  %s", 100.0 * fraction, what.c_str());
-            if (fraction >= 1.0) std::fprintf(stderr, "\r\033[K");
-            std::fflush(stderr);
-        };
+    options.progress = tty_progress("eval");
     return options;
 }
 

@@ -70,11 +70,7 @@ merge::MergeOptions merge_options(const MergeCommand& command) {
     options.batch_tokens = command.corpus.batch_tokens;
     options.threads = command.common.threads;
     options.tool_version = MOEKIT_VERSION;
-    if (isatty(fileno(stderr)) != 0)
-        options.progress = [](double fraction, const std::string& what) {
-            std::fprintf(stderr, "\r\033[K[merge] %5.1f%%  %s", 100.0 * fraction, what.c_str());
-            std::fflush(stderr);
-        };
+    options.progress = tty_progress("merge");
     return options;
 }
 
@@ -85,7 +81,7 @@ int run_merge(const MergeCommand& command) {
 
     const merge::MergeOptions options = merge_options(command);
     const merge::MergeResult result = merge::merge(options);
-    if (options.progress) std::fprintf(stderr, "\r\033[K");
+    clear_tty_progress();
     if (command.common.json)
         std::cout << merge::to_json(result).dump(2) << "\n";
     else

@@ -121,12 +121,7 @@ analysis::ProfileOptions profile_options(const ProfileCommand& command) {
             throw Error("cli", "--save-trace: directory '" + parent.string() + "' does not exist");
         options.save_trace = command.save_trace;
     }
-    if (isatty(fileno(stderr)) != 0 && dist::rank() == 0)
-        options.progress = [](double fraction, const std::string& what) {
-            std::fprintf(stderr, "\r\033[K[profile] %5.1f%%  %s", 100.0 * fraction, what.c_str());
-            if (fraction >= 1.0) std::fprintf(stderr, "\r\033[K");
-            std::fflush(stderr);
-        };
+    if (dist::rank() == 0) options.progress = tty_progress("profile");
     return options;
 }
 

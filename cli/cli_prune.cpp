@@ -75,11 +75,7 @@ prune::PruneOptions prune_options(const PruneCommand& command) {
     options.naee_max_subsets = command.naee_max_subsets;
     options.threads = command.common.threads;
     options.tool_version = MOEKIT_VERSION;
-    if (isatty(fileno(stderr)) != 0)
-        options.progress = [](double fraction, const std::string& what) {
-            std::fprintf(stderr, "\r\033[K[prune] %5.1f%%  %s", 100.0 * fraction, what.c_str());
-            std::fflush(stderr);
-        };
+    options.progress = tty_progress("prune");
     return options;
 }
 
@@ -90,7 +86,7 @@ int run_prune(const PruneCommand& command) {
 
     const prune::PruneOptions options = prune_options(command);
     const prune::PruneResult result = prune::prune(options);
-    if (options.progress) std::fprintf(stderr, "\r\033[K");
+    clear_tty_progress();
     if (command.common.json)
         std::cout << prune::to_json(result).dump(2) << "\n";
     else

@@ -106,11 +106,7 @@ quantize::QuantizeOptions quantize_options(const QuantizeCommand& command) {
     options.batch_tokens = command.corpus.batch_tokens;
     options.threads = command.common.threads;
     options.tool_version = MOEKIT_VERSION;
-    if (isatty(fileno(stderr)) != 0)
-        options.progress = [](double fraction, const std::string& what) {
-            std::fprintf(stderr, "\r\033[K[quantize] %5.1f%%  %s", 100.0 * fraction, what.c_str());
-            std::fflush(stderr);
-        };
+    options.progress = tty_progress("quantize");
     return options;
 }
 
@@ -119,7 +115,7 @@ int run_quantize(const QuantizeCommand& command) {
     require_directory(command.model_dir, "MODEL_DIR");
     const quantize::QuantizeOptions options = quantize_options(command);
     const quantize::QuantizeResult result = quantize::quantize(options);
-    if (options.progress) std::fprintf(stderr, "\r\033[K");
+    clear_tty_progress();
     if (command.common.json)
         std::cout << quantize::to_json(result).dump(2) << "\n";
     else

@@ -54,111 +54,89 @@ auto at_step(const pipeline::PlannedStep& step, const std::string& recipe, F f) 
     }
 }
 
-std::function<void(double, const std::string&)> step_progress(const std::string& name) {
-    if (isatty(fileno(stderr)) == 0) return nullptr;
-    return [name](double fraction, const std::string& what) {
-        std::fprintf(stderr, "\r\033[K[%s] %5.1f%%  %s", name.c_str(), 100.0 * fraction, what.c_str());
-        if (fraction >= 1.0) std::fprintf(stderr, "\r\033[K");
-        std::fflush(stderr);
-    };
-}
 
 using Sinks = std::vector<std::unique_ptr<model::CalibrationSink>>;
+using NoCalibration = std::optional<pipeline::StepCalibration>;
 
-template <class F>
-Sinks one_sink(F make) {
-    Sinks v;
-    v.push_back(make());
-    return v;
+// What a step of one kind calibrates on: its corpus, batching and its single sink.
+template <class MakeSink>
+NoCalibration calibration_of(const model::CorpusOptions& corpus, int64_t batch_tokens, MakeSink make) {
+    return pipeline::StepCalibration{corpus, batch_tokens, [make](const model::ModelConfig& mc, const model::Corpus& c) {
+                                         Sinks v;
+                                         v.push_back(make(mc, c));
+                                         return v;
+                                     }};
+}
+
+// One step of one kind: parse its flags into Command, build the library options; validate mode
+// returns what it calibrates on (`calibration(options)`), execute mode runs `exec(command, options)`.
+template <class Command, class Add, class ToOptions, class Calibration, class Exec>
+pipeline::StepOutcome step_kind(const pipeline::PlannedStep& step, pipeline::RunMode mode, const std::string& recipe, Add add,
+                                ToOptions to_options, Calibration calibration, Exec exec) {
+    Command command;
+    parse_step(step, recipe, add, command);
+    auto options = at_step(step, recipe, [&] { return to_options(command); });
+    if (mode == pipeline::RunMode::validate) return {{}, calibration(options)};
+    apply_common_options(command.common);
+    options.progress = tty_progress(step.name);
+    Json report = exec(command, options);
+    clear_tty_progress();
+    return {std::move(report), std::nullopt};
 }
 
 pipeline::StepOutcome run_step(const pipeline::PlannedStep& step, pipeline::RunMode mode, model::CalibrationCache* cache,
                                const std::string& recipe) {
-    const bool execute = mode == pipeline::RunMode::execute;
-    auto finish_progress = [] {
-        if (isatty(fileno(stderr)) != 0) std::fprintf(stderr, "\r\033[K");
-    };
-    if (step.kind == "prune") {
-        PruneCommand c;
-        parse_step(step, recipe, add_prune, c);
-        auto o = at_step(step, recipe, [&] { return prune_options(c); });
-        if (!execute)
-            return {{}, pipeline::StepCalibration{o.calib, o.batch_tokens, [o](const model::ModelConfig& mc, const model::Corpus&) {
-                        return one_sink([&] { return prune::calibration_sink(mc, o); });
-                    }}};
-        apply_common_options(c.common);
-        o.calib_cache = cache;
-        o.progress = step_progress(step.name);
-        Json j = prune::to_json(prune::prune(o));
-        finish_progress();
-        return {j, std::nullopt};
-    }
-    if (step.kind == "merge") {
-        MergeCommand c;
-        parse_step(step, recipe, add_merge, c);
-        auto o = at_step(step, recipe, [&] { return merge_options(c); });
-        if (!execute)
-            return {{}, pipeline::StepCalibration{o.calib, o.batch_tokens, [o](const model::ModelConfig& mc, const model::Corpus& corpus) {
-                        return one_sink([&] { return merge::calibration_sink(mc, corpus, o); });
-                    }}};
-        apply_common_options(c.common);
-        o.calib_cache = cache;
-        o.progress = step_progress(step.name);
-        Json j = merge::to_json(merge::merge(o));
-        finish_progress();
-        return {j, std::nullopt};
-    }
-    if (step.kind == "svd") {
-        SvdCommand c;
-        parse_step(step, recipe, add_svd, c);
-        auto o = at_step(step, recipe, [&] { return svd_options(c); });
-        if (!execute) return {};
-        apply_common_options(c.common);
-        o.progress = step_progress(step.name);
-        Json j = svd::to_json(svd::svd(o));
-        finish_progress();
-        return {j, std::nullopt};
-    }
-    if (step.kind == "quantize") {
-        QuantizeCommand c;
-        parse_step(step, recipe, add_quantize, c);
-        auto o = at_step(step, recipe, [&] { return quantize_options(c); });
-        if (!execute) return {};
-        apply_common_options(c.common);
-        o.progress = step_progress(step.name);
-        Json j = quantize::to_json(quantize::quantize(o));
-        finish_progress();
-        return {j, std::nullopt};
-    }
-    if (step.kind == "eval") {
-        EvalCommand c;
-        parse_step(step, recipe, add_eval, c);
-        auto o = at_step(step, recipe, [&] { return eval_options(c); });
-        if (!execute) return {};
-        apply_common_options(c.common);
-        o.progress = step_progress(step.name);
-        Json j = model::to_json(model::evaluate(o));
-        finish_progress();
-        return {j, std::nullopt};
-    }
-    if (step.kind == "profile") {
-        ProfileCommand c;
-        parse_step(step, recipe, add_profile, c);
-        auto o = at_step(step, recipe, [&] { return profile_options(c); });
-        if (!execute) {
-            if (!o.traces.empty()) return {};
-            return {{}, pipeline::StepCalibration{o.corpus, o.batch_tokens, [o](const model::ModelConfig& mc, const model::Corpus& corpus) {
-                        return one_sink([&] { return analysis::calibration_sink(mc, corpus, o); });
-                    }}};
-        }
-        apply_common_options(c.common);
-        o.calib_cache = cache;
-        o.progress = step_progress(step.name);
-        analysis::ProfileResult r = analysis::profile(o);
-        finish_progress();
-        analysis::write_profile_report(r.doc, c.output, /*force=*/true);
-        return {r.doc, std::nullopt};
-    }
+    const auto none = [](const auto&) { return NoCalibration(); };
+    if (step.kind == "prune")
+        return step_kind<PruneCommand>(
+            step, mode, recipe, add_prune, prune_options,
+            [](const prune::PruneOptions& o) {
+                return calibration_of(o.calib, o.batch_tokens, [o](const model::ModelConfig& mc, const model::Corpus&) {
+                    return prune::calibration_sink(mc, o);
+                });
+            },
+            [&](const PruneCommand&, prune::PruneOptions& o) {
+                o.calib_cache = cache;
+                return prune::to_json(prune::prune(o));
+            });
+    if (step.kind == "merge")
+        return step_kind<MergeCommand>(
+            step, mode, recipe, add_merge, merge_options,
+            [](const merge::MergeOptions& o) {
+                return calibration_of(o.calib, o.batch_tokens, [o](const model::ModelConfig& mc, const model::Corpus& corpus) {
+                    return merge::calibration_sink(mc, corpus, o);
+                });
+            },
+            [&](const MergeCommand&, merge::MergeOptions& o) {
+                o.calib_cache = cache;
+                return merge::to_json(merge::merge(o));
+            });
+    if (step.kind == "profile")
+        return step_kind<ProfileCommand>(
+            step, mode, recipe, add_profile, profile_options,
+            [](const analysis::ProfileOptions& o) {
+                if (!o.traces.empty()) return NoCalibration();
+                return calibration_of(o.corpus, o.batch_tokens, [o](const model::ModelConfig& mc, const model::Corpus& corpus) {
+                    return analysis::calibration_sink(mc, corpus, o);
+                });
+            },
+            [&](const ProfileCommand& c, analysis::ProfileOptions& o) {
+                o.calib_cache = cache;
+                analysis::ProfileResult r = analysis::profile(o);
+                analysis::write_profile_report(r.doc, c.output, /*force=*/true);
+                return r.doc;
+            });
+    if (step.kind == "svd")
+        return step_kind<SvdCommand>(step, mode, recipe, add_svd, svd_options, none,
+                                     [](const SvdCommand&, svd::SvdOptions& o) { return svd::to_json(svd::svd(o)); });
+    if (step.kind == "quantize")
+        return step_kind<QuantizeCommand>(step, mode, recipe, add_quantize, quantize_options, none,
+                                          [](const QuantizeCommand&, quantize::QuantizeOptions& o) {
+                                              return quantize::to_json(quantize::quantize(o));
+                                          });
+    if (step.kind == "eval")
+        return step_kind<EvalCommand>(step, mode, recipe, add_eval, eval_options, none,
+                                      [](const EvalCommand&, model::EvalOptions& o) { return model::to_json(model::evaluate(o)); });
     throw InternalError("run", "no runner for step kind '" + step.kind + "'");
 }
 
@@ -226,7 +204,7 @@ int run_run(const RunCommand& command) {
     options.threads = command.common.threads;
     options.tool_version = MOEKIT_VERSION;
     options.progress = [](const std::string& line) { std::cerr << "moekit run: " << line << "\n"; };
-    options.pass_progress = step_progress("calibration");
+    options.pass_progress = tty_progress("calibration");
     const std::string recipe = command.recipe;
     const pipeline::RunResult result = pipeline::run(options, [&](const pipeline::PlannedStep& step, pipeline::RunMode mode,
                                                                  model::CalibrationCache* cache) -> pipeline::StepOutcome {

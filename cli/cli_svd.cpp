@@ -75,11 +75,7 @@ svd::SvdOptions svd_options(const SvdCommand& command) {
     options.batch_tokens = command.corpus.batch_tokens;
     options.threads = command.common.threads;
     options.tool_version = MOEKIT_VERSION;
-    if (isatty(fileno(stderr)) != 0)
-        options.progress = [](double fraction, const std::string& what) {
-            std::fprintf(stderr, "\r\033[K[svd] %5.1f%%  %s", 100.0 * fraction, what.c_str());
-            std::fflush(stderr);
-        };
+    options.progress = tty_progress("svd");
     return options;
 }
 
@@ -90,7 +86,7 @@ int run_svd(const SvdCommand& command) {
 
     const svd::SvdOptions options = svd_options(command);
     const svd::SvdResult result = svd::svd(options);
-    if (options.progress) std::fprintf(stderr, "\r\033[K");
+    clear_tty_progress();
     if (command.common.json)
         std::cout << svd::to_json(result).dump(2) << "\n";
     else

@@ -1,6 +1,9 @@
 // Shared subcommand options.
 #include "cli/common.h"
 
+#include <unistd.h>
+
+#include <cstdio>
 #include <filesystem>
 
 #include <omp.h>
@@ -24,6 +27,22 @@ std::string apply_common_options(const CommonOptions& options) {
     if (options.device == "cuda" && !gpu_usable)
         throw Error("cli", "--device cuda requested but no GPU is usable: " + backend::cuda_unavailable_reason());
     return gpu_usable ? "cuda" : "cpu";
+}
+
+std::function<void(double, const std::string&)> tty_progress(const std::string& name) {
+    if (isatty(fileno(stderr)) == 0) return nullptr;
+    return [name](double fraction, const std::string& what) {
+        std::fprintf(stderr, "\r\033[K[%s] %5.1f%%  %s", name.c_str(), 100.0 * fraction, what.c_str());
+        if (fraction >= 1.0) std::fprintf(stderr, "\r\033[K");
+        std::fflush(stderr);
+    };
+}
+
+void clear_tty_progress() {
+    if (isatty(fileno(stderr)) != 0) {
+        std::fprintf(stderr, "\r\033[K");
+        std::fflush(stderr);
+    }
 }
 
 void require_directory(const std::string& path, const std::string& what) {

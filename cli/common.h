@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -39,6 +40,12 @@ void check_corpus_options(const CorpusFlags& flags);
 // The checked flags and the parsed data sources as the library's corpus options; `flag` names
 // the data flag in messages ("--data", "--calib").
 model::CorpusOptions corpus_options(const CorpusFlags& flags, const std::string& sources, const std::string& flag);
+
+// A progress callback drawing "[name]  42.0%  what" on one terminal line of stderr (cleared at
+// 100%), or nullptr when stderr is not a terminal (progress goes to terminals only).
+std::function<void(double, const std::string&)> tty_progress(const std::string& name);
+// Clears the progress line when stderr is a terminal.
+void clear_tty_progress();
 
 // A reader-side existence check that names the flag ("MODEL_DIR 'x' does not exist").
 void require_directory(const std::string& path, const std::string& what);

@@ -88,6 +88,7 @@ public:
     void save(model::CalibrationCache& cache, const std::string& key) override {
         cache.save(kRouterStatsKind, key, layer_calib_tensors(observer_.layers(), false));
     }
+    std::vector<LayerCalib> take_layers() { return std::move(observer_.layers()); }
 
 private:
     RouterObserver observer_;
@@ -160,35 +161,10 @@ MergeResult merge(const MergeOptions& options) {
     }
     res.capture_stride = capture_stride(mc, res.calib_tokens);
     std::vector<LayerCalib> calib;
-    res.calibration.kind = kRouterStatsKind;
-    std::string key;
-    if (options.calib_cache != nullptr) {
-        progress(0.0, "calibration: looking up saved statistics");
-        key = options.calib_cache->key(ckpt, corpus, kRouterStatsKind, router_params(options, res.capture_stride));
-        if (const auto saved = options.calib_cache->find(kRouterStatsKind, key)) {
-            calib = load_layer_calib(*saved, mc);
-            res.calibration.source = "reused";
-            res.calibration.file = saved->path().string();
-        }
-    }
-    if (res.calibration.source != "reused") {
-        RouterObserver router_obs(mc, res.capture_stride);
-        model::Observer* const observers[] = {&router_obs};
-        const auto batches = model::batch_windows(corpus.windows, options.batch_tokens);
-        for (size_t b = 0; b < batches.size(); ++b) {
-            progress(static_cast<double>(b) / static_cast<double>(batches.size()),
-                     "calibration batch " + std::to_string(b + 1) + "/" + std::to_string(batches.size()));
-            std::vector<std::vector<int32_t>> seqs;
-            for (size_t w = batches[b].first; w < batches[b].second; ++w) seqs.push_back(corpus.window_ids(w));
-            engine.forward_hidden(seqs, observers);
-        }
-        calib = std::move(router_obs.layers());
-        res.calibration.forward_tokens = res.calib_tokens;
-        if (options.calib_cache != nullptr) {
-            res.calibration.file = options.calib_cache->save(kRouterStatsKind, key, layer_calib_tensors(calib, false)).string();
-            res.calibration.source = "computed+saved";
-        }
-    }
+    RouterSink sink(mc, options, res.capture_stride);
+    res.calibration = model::calibrate(options.calib_cache, ckpt, engine, corpus, sink,
+                                       [&](const io::SafetensorsFile& saved) { calib = load_layer_calib(saved, mc); }, progress);
+    if (res.calibration.source != "reused") calib = sink.take_layers();
     res.captured_tokens = calib.front().x.rows();
     res.calib_s = core::seconds_since(t);
 

@@ -97,6 +97,32 @@ std::vector<T> read_exact(const io::SafetensorsFile& file, std::string_view name
     return out;
 }
 
+// Every window of `corpus` through the engine once, in batches of the sinks' batch_tokens, feeding
+// their observers; returns the tokens pushed through.
+int64_t run_pass(const Engine& engine, const Corpus& corpus, const std::vector<CalibrationSink*>& sinks,
+                 const std::function<void(double, const std::string&)>& progress) {
+    std::vector<Observer*> observers;
+    for (CalibrationSink* sink : sinks) observers.push_back(&sink->observer());
+    const auto batches = batch_windows(corpus.windows, sinks.front()->batch_tokens());
+    int64_t tokens = 0;
+    for (size_t b = 0; b < batches.size(); ++b) {
+        if (progress)
+            progress(static_cast<double>(b) / static_cast<double>(batches.size()),
+                     "calibration batch " + std::to_string(b + 1) + "/" + std::to_string(batches.size()));
+        std::vector<std::vector<int32_t>> seqs;
+        std::vector<int32_t> domains;
+        for (size_t w = batches[b].first; w < batches[b].second; ++w) {
+            seqs.push_back(corpus.window_ids(w));
+            domains.push_back(static_cast<int32_t>(corpus.windows[w].domain));
+            tokens += corpus.windows[w].len;
+        }
+        for (CalibrationSink* sink : sinks) sink->begin_batch(seqs, domains);
+        engine.forward_hidden(seqs, observers);
+    }
+    if (progress) progress(1.0, "calibration done");
+    return tokens;
+}
+
 }  // namespace
 
 nlohmann::ordered_json CalibrationUse::to_json() const {
@@ -157,27 +183,35 @@ SharedPass run_shared_pass(CalibrationCache& cache, const io::Checkpoint& checkp
     }
     if (todo.empty()) return pass;
     const auto t0 = std::chrono::steady_clock::now();
-    std::vector<Observer*> observers;
-    for (CalibrationSink* sink : todo) observers.push_back(&sink->observer());
-    const auto batches = batch_windows(corpus.windows, todo.front()->batch_tokens());
-    for (size_t b = 0; b < batches.size(); ++b) {
-        if (progress)
-            progress(static_cast<double>(b) / static_cast<double>(batches.size()),
-                     "shared calibration batch " + std::to_string(b + 1) + "/" + std::to_string(batches.size()));
-        std::vector<std::vector<int32_t>> seqs;
-        std::vector<int32_t> domains;
-        for (size_t w = batches[b].first; w < batches[b].second; ++w) {
-            seqs.push_back(corpus.window_ids(w));
-            domains.push_back(static_cast<int32_t>(corpus.windows[w].domain));
-            pass.tokens += corpus.windows[w].len;
-        }
-        for (CalibrationSink* sink : todo) sink->begin_batch(seqs, domains);
-        engine.forward_hidden(seqs, observers);
-    }
-    if (progress) progress(1.0, "saving calibration statistics");
+    pass.tokens = run_pass(engine, corpus, todo, progress);
     for (size_t i = 0; i < todo.size(); ++i) todo[i]->save(cache, keys[i]);
     pass.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return pass;
+}
+
+CalibrationUse calibrate(CalibrationCache* cache, const io::Checkpoint& checkpoint, const Engine& engine, const Corpus& corpus,
+                         CalibrationSink& sink, const std::function<void(const io::SafetensorsFile&)>& load,
+                         const std::function<void(double, const std::string&)>& progress) {
+    CalibrationUse use;
+    use.kind = std::string(sink.kind());
+    std::string key;
+    if (cache != nullptr) {
+        if (progress) progress(0.0, "calibration: looking up saved statistics");
+        key = cache->key(checkpoint, corpus, sink.kind(), sink.params());
+        if (const auto saved = cache->find(sink.kind(), key)) {
+            load(*saved);
+            use.source = "reused";
+            use.file = saved->path().string();
+            return use;
+        }
+    }
+    use.forward_tokens = run_pass(engine, corpus, {&sink}, progress);
+    if (cache != nullptr) {
+        sink.save(*cache, key);
+        use.source = "computed+saved";
+        use.file = cache->path(sink.kind(), key).string();
+    }
+    return use;
 }
 
 fs::path CalibrationCache::save(std::string_view kind, const std::string& key,

@@ -100,6 +100,14 @@ SharedPass run_shared_pass(CalibrationCache& cache, const io::Checkpoint& checkp
                            const Corpus& corpus, const std::vector<CalibrationSink*>& sinks,
                            const std::function<void(double, const std::string&)>& progress = nullptr);
 
+// A method's own calibration with an optional cache: with `cache`, the sink's entry is looked up
+// and handed to `load` when present; otherwise the sink's observer runs over `corpus` (batches of
+// its batch_tokens) and, with `cache`, its entry is saved. The caller reads the result from its
+// sink unless the returned source is "reused".
+CalibrationUse calibrate(CalibrationCache* cache, const io::Checkpoint& checkpoint, const Engine& engine, const Corpus& corpus,
+                         CalibrationSink& sink, const std::function<void(const io::SafetensorsFile&)>& load,
+                         const std::function<void(double, const std::string&)>& progress = nullptr);
+
 // Helpers for turning accumulators into tensors and back (names are the caller's).
 io::TensorSource f64_tensor(std::string name, std::vector<double> values);
 io::TensorSource i64_tensor(std::string name, std::vector<int64_t> values);

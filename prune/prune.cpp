@@ -42,6 +42,7 @@ public:
     void save(model::CalibrationCache& cache, const std::string& key) override {
         cache.save(kScoreStatsKind, key, layer_stats_tensors(observer_.layers()));
     }
+    std::vector<LayerStats> layers() const { return observer_.layers(); }
 
 private:
     ScoreObserver observer_;
@@ -100,35 +101,10 @@ PruneResult prune(const PruneOptions& options) {
         res.calib_files.push_back({{"domain", d.name}, {"path", d.path.string()}, {"format", d.format},
                                    {"documents", d.documents}, {"tokens", d.tokens}, {"windows", d.windows}});
     }
-    res.calibration.kind = kScoreStatsKind;
-    std::string key;
-    if (options.calib_cache != nullptr) {
-        progress(0.0, "calibration: looking up saved statistics");
-        key = options.calib_cache->key(ckpt, corpus, kScoreStatsKind, score_params(options.batch_tokens));
-        if (const auto saved = options.calib_cache->find(kScoreStatsKind, key)) {
-            res.stats = load_layer_stats(*saved, mc);
-            res.calibration.source = "reused";
-            res.calibration.file = saved->path().string();
-        }
-    }
-    if (res.calibration.source != "reused") {
-        ScoreObserver scores(mc);
-        model::Observer* const observers[] = {&scores};
-        const auto batches = model::batch_windows(corpus.windows, options.batch_tokens);
-        for (size_t b = 0; b < batches.size(); ++b) {
-            progress(static_cast<double>(b) / static_cast<double>(batches.size()),
-                     "calibration batch " + std::to_string(b + 1) + "/" + std::to_string(batches.size()));
-            std::vector<std::vector<int32_t>> seqs;
-            for (size_t w = batches[b].first; w < batches[b].second; ++w) seqs.push_back(corpus.window_ids(w));
-            engine.forward_hidden(seqs, observers);
-        }
-        res.stats = scores.layers();
-        res.calibration.forward_tokens = res.calib_tokens;
-        if (options.calib_cache != nullptr) {
-            res.calibration.file = options.calib_cache->save(kScoreStatsKind, key, layer_stats_tensors(res.stats)).string();
-            res.calibration.source = "computed+saved";
-        }
-    }
+    ScoreSink sink(mc, options.batch_tokens);
+    res.calibration = model::calibrate(options.calib_cache, ckpt, engine, corpus, sink,
+                                       [&](const io::SafetensorsFile& saved) { res.stats = load_layer_stats(saved, mc); }, progress);
+    if (res.calibration.source != "reused") res.stats = sink.layers();
     if (options.protect_super_experts) res.super_experts = find_super_experts(res.stats, mc.n_layer, &res.super_rule);
     else find_super_experts(res.stats, mc.n_layer, &res.super_rule);
     res.calib_s = core::seconds_since(t);
