@@ -31,6 +31,7 @@ struct EvalCommand {
     std::string model_dir;
     std::string data;                 // FILE[,FILE...] or DOMAIN=FILE[,...]
     std::string ref_dir;              // empty: no reference
+    std::string compute = "fp32";     // fp32 | bf16 (model::EngineOptions::compute)
     CorpusFlags corpus;
 };
 CLI::App* add_eval(CLI::App& app, EvalCommand& command);

@@ -26,6 +26,7 @@
 #include <optional>
 
 #include "core/error.h"
+#include "core/gemm_bf16.h"
 #include "model/attention.h"
 #include "model/engine_extras.h"
 #include "model/engine_linalg.h"
@@ -42,6 +43,14 @@ namespace {
 constexpr int64_t kHeadBlockRows = 256;
 
 }  // namespace
+
+const char* compute_name(Compute compute) { return compute == Compute::kBf16 ? "bf16" : "fp32"; }
+
+Compute parse_compute(const std::string& name) {
+    if (name == "fp32") return Compute::kF32;
+    if (name == "bf16") return Compute::kBf16;
+    throw Error("engine", "unknown compute precision '" + name + "' (expected fp32 or bf16)");
+}
 
 struct Engine::Impl {
     const io::Checkpoint& ckpt;
@@ -88,6 +97,11 @@ Engine::Engine(const io::Checkpoint& checkpoint, EngineOptions options) : impl_(
     m.head_loader = std::make_unique<WeightLoader>(checkpoint, *m.arch, m.mc, m.head_counter);
     m.loader->set_release_pages(options.release_mapped_pages);
     m.head_loader->set_release_pages(options.release_mapped_pages);
+    if (options.compute == Compute::kBf16 && !core::bf16::available())
+        throw Error("engine", "--compute bf16 needs the bf16 GEMM backend: " + core::bf16::describe() +
+                                  " (this build has none; install libdnnl-dev and rebuild)");
+    m.loader->set_compute(options.compute);
+    m.head_loader->set_compute(options.compute);
 }
 
 Engine::~Engine() = default;
@@ -199,6 +213,7 @@ Matrix Engine::logits(const Matrix& hidden, int64_t row_begin, int64_t n_rows) c
         if (!m.head_cache) {
             Weight w = m.head_loader->alloc(V, d);
             m.head_loader->read_rows(m.head_name, 0, V, w.data.data());
+            m.head_loader->to_compute(w);  // bf16 mode: the cached lm_head is packed too
             m.head_cache = std::move(w);
         }
     }

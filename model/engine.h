@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include <Eigen/Core>
@@ -85,8 +86,18 @@ public:
     virtual void on_layer(const LayerEvent&) {}
 };
 
+// Precision of the large matmuls. kF32: fp32 throughout (the exact path, parity with
+// transformers). kBf16: attention projections, dense/shared/expert MLPs and a cached lm_head run
+// as bf16 x bf16 GEMMs with fp32 accumulation (core/gemm_bf16.h); weights and activations are
+// rounded to bf16 per GEMM; norms, RoPE, attention scores, softmax, the router, routing and
+// everything downstream of the logits stay fp32.
+enum class Compute { kF32, kBf16 };
+const char* compute_name(Compute compute);           // "fp32" / "bf16"
+Compute parse_compute(const std::string& name);      // throws Error for anything else
+
 struct EngineOptions {
     int threads = 0;               // 0: OpenMP default
+    Compute compute = Compute::kF32;  // kBf16 throws Error at construction without a bf16 backend
     // logits(): the fp32 lm_head is converted once and kept when it is at most this many bytes;
     // larger ones are converted in row blocks on every call.
     uint64_t lm_head_cache_max_bytes = uint64_t(256) << 20;

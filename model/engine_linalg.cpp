@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "core/gemm_bf16.h"
+
 namespace moekit::model::detail {
 
 int64_t row_block(int64_t n, int n_threads, int64_t min_rows, int tasks_per_thread) {
@@ -9,10 +11,31 @@ int64_t row_block(int64_t n, int n_threads, int64_t min_rows, int tasks_per_thre
     return std::max<int64_t>(min_rows, (n + tasks - 1) / tasks);
 }
 
+void gemm_rows(const ConstRef& x, const Weight& w, MutRef out) {
+    if (w.is_packed())
+        core::bf16::gemm(x.data(), x.rows(), x.outerStride(), w.packed.data(), w.rows, w.cols, out.data(),
+                         out.outerStride());
+    else
+        out.noalias() = x * w.mat().transpose();
+}
+
 void linear(const ConstRef& x, const Weight& w, const Weight* bias, Matrix& out, int n_threads) {
     const int64_t n = x.rows();
     const int64_t n_out = w.rows;
     out.resize(n, n_out);
+    if (w.is_packed()) {
+        // A packed weight cannot be sliced by output columns: always split rows.
+        const bool has_bias = bias && !bias->empty();
+        const int64_t rb = row_block(n, n_threads, 16);
+        const auto n_blocks = static_cast<std::ptrdiff_t>((n + rb - 1) / rb);
+#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_blocks > 1)
+        for (std::ptrdiff_t b = 0; b < n_blocks; ++b) {
+            const int64_t r0 = b * rb, nr = std::min(rb, n - r0);
+            gemm_rows(x.middleRows(r0, nr), w, out.middleRows(r0, nr));
+            if (has_bias) out.middleRows(r0, nr).rowwise() += bias->vec();
+        }
+        return;
+    }
     const auto W = w.mat();
     const bool has_bias = bias && !bias->empty();
     if (n >= 32 * int64_t(n_threads) || n_out < 64) {
@@ -60,11 +83,11 @@ void mlp_rows(const ConstRef& x, const MlpWeights& w, Matrix& scratch, MutRef y)
     if (w.factored()) return mlp_rows_lowrank(x, w, scratch, y);
     const int64_t f = w.d_ff();
     scratch.resize(x.rows(), 2 * f);
-    scratch.noalias() = x * w.gate_up.mat().transpose();
+    gemm_rows(x, w.gate_up, scratch);
     if (!w.gate_up_bias.empty()) scratch.rowwise() += w.gate_up_bias.vec();
     auto g = scratch.leftCols(f).array();
     g = g / (1.0f + (-g).exp()) * scratch.rightCols(f).array();  // silu(gate) * up
-    y.noalias() = scratch.leftCols(f) * w.down.mat().transpose();
+    gemm_rows(scratch.leftCols(f), w.down, y);
     if (!w.down_bias.empty()) y.rowwise() += w.down_bias.vec();
 }
 

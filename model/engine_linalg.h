@@ -1,5 +1,6 @@
 // Private to the forward engine: the dense kernels every layer uses — a linear layer
 // (x W^T + b) split over threads, and the SwiGLU MLP (experts, shared experts, dense MLPs).
+// Weights packed for bf16 compute (Weight::is_packed) go to core/gemm_bf16.h instead of Eigen.
 // Eigen does the products; a product inside one of our OpenMP regions runs single-threaded, so
 // the parallelism is always ours (row or column blocks), and `n_threads` is honoured.
 #pragma once
@@ -13,6 +14,10 @@ namespace moekit::model::detail {
 
 using ConstRef = Eigen::Ref<const Matrix>;
 using MutRef = Eigen::Ref<Matrix>;
+
+// out [n, w.rows] = x [n, w.cols] * w^T on the calling thread: Eigen/OpenBLAS in fp32, or the
+// bf16 GEMM backend when w is packed (bf16 compute mode). out must already be [n, w.rows].
+void gemm_rows(const ConstRef& x, const Weight& w, MutRef out);
 
 // out [n, w.rows] = x [n, w.cols] * w^T (+ bias), parallel over row blocks when n is large and
 // over output-column blocks otherwise.

@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "core/dtype.h"
+#include "core/gemm_bf16.h"
 #include "core/error.h"
 
 namespace moekit::model::detail {
@@ -99,7 +100,10 @@ void WeightLoader::read_into(std::string_view name, float* dst, uint64_t n_expec
 }
 
 Weight WeightLoader::alloc(int64_t rows, int64_t cols) const {
-    Weight w{std::vector<float, CountingAllocator<float>>(CountingAllocator<float>(&counter_)), rows, cols};
+    Weight w;
+    w.data = std::vector<float, CountingAllocator<float>>(CountingAllocator<float>(&counter_));
+    w.rows = rows;
+    w.cols = cols;
     w.data.resize(static_cast<size_t>(rows * cols));
     return w;
 }
@@ -110,6 +114,14 @@ Weight WeightLoader::load(std::string_view name) const {
     Weight w = shp.size() == 2 ? alloc(shp[0], shp[1]) : alloc(1, shp[0]);
     read_into(name, w.data.data(), w.data.size());
     return w;
+}
+
+void WeightLoader::to_compute(Weight& w) const {
+    if (compute_ != Compute::kBf16 || w.data.empty()) return;
+    w.packed = std::vector<std::byte, CountingAllocator<std::byte>>(CountingAllocator<std::byte>(&counter_));
+    w.packed.resize(core::bf16::packed_bytes(w.rows, w.cols));
+    core::bf16::pack(w.data.data(), w.rows, w.cols, w.packed.data());
+    w.data = std::vector<float, CountingAllocator<float>>(CountingAllocator<float>(&counter_));  // frees the fp32 copy
 }
 
 Weight WeightLoader::load_optional(std::string_view name) const {
@@ -203,9 +215,13 @@ LayerWeights WeightLoader::load_layer(int64_t il) const {
         }
     }
 
+    for (Weight* g : {&w.q, &w.k, &w.v, &w.o, &w.q_a, &w.q_b, &w.kv_a, &w.kv_b}) to_compute(*g);
+
     const std::string m = p + "mlp.";
     if (!mc_.is_moe_layer[static_cast<size_t>(il)]) {
         lw.dense = load_mlp(m + "gate_proj.weight", m + "up_proj.weight", m + "down_proj.weight", mc_.mlp_bias);
+        to_compute(lw.dense.gate_up);
+        to_compute(lw.dense.down);
         return lw;
     }
     const std::string router = arch_.router_weight(il);
@@ -222,6 +238,8 @@ LayerWeights WeightLoader::load_layer(int64_t il) const {
         const std::string s = m + (mc_.routing.shared_expert_gate ? "shared_expert." : "shared_experts.");
         lw.shared = load_mlp(s + "gate_proj.weight", s + "up_proj.weight", s + "down_proj.weight", mc_.mlp_bias);
         if (mc_.routing.shared_expert_gate) lw.shared_gate = load(m + "shared_expert_gate.weight");
+        to_compute(lw.shared.gate_up);
+        to_compute(lw.shared.down);
     }
     lw.experts.resize(static_cast<size_t>(n_expert));
     if (mc_.lowrank_base) {
@@ -248,6 +266,8 @@ void WeightLoader::load_experts(LayerWeights& lw, std::span<const int64_t> exper
                 e.base = lw.expert_base.empty() ? nullptr : &lw.expert_base;
             } else {
                 e = load_mlp(names.gate, names.up, names.down, false);
+                to_compute(e.gate_up);
+                to_compute(e.down);
             }
         } catch (...) {
             errors[static_cast<size_t>(i)] = std::current_exception();

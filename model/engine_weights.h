@@ -111,11 +111,15 @@ using ConstMatrixMap = Eigen::Map<const Matrix>;
 using ConstRowMap = Eigen::Map<const Eigen::RowVectorXf>;
 
 // A dense fp32 tensor [rows, cols] (a vector has rows = 1). Empty when the tensor is absent.
+// In bf16 compute mode (EngineOptions::compute) the matrices that only feed GEMMs are held
+// instead in the bf16 GEMM backend's packed layout (`packed`, core/gemm_bf16.h; `data` freed).
 struct Weight {
     std::vector<float, CountingAllocator<float>> data;
     int64_t rows = 0;
     int64_t cols = 0;
-    bool empty() const { return data.empty(); }
+    std::vector<std::byte, CountingAllocator<std::byte>> packed;
+    bool empty() const { return data.empty() && packed.empty(); }
+    bool is_packed() const { return !packed.empty(); }
     ConstMatrixMap mat() const { return ConstMatrixMap(data.data(), rows, cols); }
     ConstRowMap vec() const { return ConstRowMap(data.data(), rows * cols); }
 };
@@ -166,6 +170,12 @@ public:
     WeightLoader(const io::Checkpoint& checkpoint, const ArchSpec& arch, const ModelConfig& config,
                  WeightCounter& counter);
 
+    // bf16: load_layer/load_experts pack the GEMM-only matrices (attention projections, dense,
+    // shared and routed expert MLPs; not the router, norms or biases) with to_compute().
+    void set_compute(Compute compute) { compute_ = compute; }
+    // In bf16 mode: packs w for core::bf16::gemm and frees its fp32 data; otherwise a no-op.
+    void to_compute(Weight& w) const;
+
     // All of layer il's weights except the routed experts.
     LayerWeights load_layer(int64_t il) const;
     // Loads the listed experts of lw.layer that are not loaded yet (in parallel over experts).
@@ -212,6 +222,7 @@ private:
     const ModelConfig& mc_;
     WeightCounter& counter_;
     bool release_pages_ = true;
+    Compute compute_ = Compute::kF32;
 };
 
 }  // namespace moekit::model::detail

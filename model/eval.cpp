@@ -96,7 +96,9 @@ EvalReport evaluate(const EvalOptions& options) {
     report.threads = options.threads > 0 ? options.threads : std::max(1, omp_get_max_threads());
 
     const io::Checkpoint ckpt = io::Checkpoint::open(options.model_dir);
-    const Engine engine(ckpt, EngineOptions{report.threads});
+    EngineOptions engine_options{report.threads};
+    engine_options.compute = options.compute;
+    const Engine engine(ckpt, engine_options);
     const ModelConfig& mc = engine.config();
     report.model_type = mc.model_type;
     report.display_name = std::string(engine.arch().display_name());

@@ -33,6 +33,7 @@
 
 #include "io/dataset.h"
 #include "model/corpus.h"
+#include "model/engine.h"
 
 namespace moekit::model {
 
@@ -43,6 +44,9 @@ struct EvalOptions {
     int64_t batch_tokens = 16384;         // ids per forward pass (at least one window)
     int64_t chunk_rows = 512;             // rows per vocabulary-projection chunk
     int threads = 0;                      // 0: all cores
+    // Matmul precision of MODEL_DIR's engine (EngineOptions::compute). The reference model always
+    // runs in fp32, so `--compute bf16 --ref MODEL_DIR` measures what bf16 compute changes.
+    Compute compute = Compute::kF32;
     // Called on the calling thread: fraction done in [0, 1] and a short description.
     std::function<void(double, const std::string&)> progress;
 };

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/format.h"
+#include "core/gemm_bf16.h"
 #include "model/eval.h"
 
 namespace moekit::model {
@@ -99,6 +100,8 @@ nlohmann::ordered_json to_json(const EvalReport& report) {
                    {"chunk_rows", o.chunk_rows},
                    {"threads", report.threads},
                    {"device", "cpu"},
+                   {"compute", compute_name(o.compute)},
+                   {"gemm_backend", o.compute == Compute::kBf16 ? core::bf16::describe() : "OpenBLAS sgemm (fp32)"},
                    {"convention", kConvention}};
     if (report.has_ref) j["params"]["ref_convention"] = kRefConvention;
     j["model"] = {{"model_type", report.model_type}, {"name", report.display_name}, {"vocab_size", report.vocab_size},
@@ -120,6 +123,8 @@ std::string to_text(const EvalReport& report) {
     out << "Model:      " << o.model_dir.string() << " (" << report.display_name << ", " << report.n_layer << " layers, "
         << report.n_expert << " experts, top-" << report.n_expert_used << ")\n";
     if (report.has_ref) out << "Reference:  " << o.ref_dir->string() << " (" << report.ref_n_expert << " experts)\n";
+    if (o.compute != Compute::kF32)
+        out << "Compute:    " << compute_name(o.compute) << " matmuls, fp32 accumulation (" << core::bf16::describe() << ")\n";
     out << "Windows:    seq_len " << o.corpus.seq_len << (o.corpus.max_tokens ? ", first " + std::to_string(o.corpus.max_tokens) + " tokens per domain" : "")
         << "\nTokens:     " << report.tokenization << "\n\n";
 

@@ -2,7 +2,7 @@
 # Sets up a fresh Debian machine for moekit and builds it:
 #   1. Debian packages (compiler, CMake, Eigen, CLI11, nlohmann-json, GoogleTest, OpenMP,
 #      OpenBLAS/LAPACKE, PCRE2, ICU, clang + libFuzzer, Open MPI for data-parallel profiles,
-#      Chromium for the report-rendering test) -- installed with apt-get when missing;
+#      Chromium for the report-rendering test, oneDNN for --compute bf16) -- installed with apt-get when missing;
 #   2. a Python venv in .venv for oracles, fixtures and benchmarks (scripts/requirements.txt;
 #      --torch adds torch + transformers from scripts/requirements-torch.txt);
 #   3. a Release build in build/ (CUDA backend when nvcc is found).
@@ -33,7 +33,7 @@ say() { echo "== setup: $*" >&2; }
 packages=(build-essential cmake pkg-config libeigen3-dev libcli11-dev nlohmann-json3-dev
           libgtest-dev libomp-dev libopenblas-dev liblapacke-dev libpcre2-dev libicu-dev
           clang-14 libclang-rt-14-dev libopenmpi-dev openmpi-bin chromium
-          libyaml-cpp-dev libxxhash-dev)
+          libyaml-cpp-dev libxxhash-dev libdnnl-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
