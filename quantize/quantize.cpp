@@ -1,13 +1,16 @@
 // `moekit quantize` entry point: validation, the GGUF and hf-fake writers (see quantize.h).
 #include "quantize/quantize.h"
 
+#include <fcntl.h>
 #include <omp.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 
@@ -161,6 +164,55 @@ void fill_report(TensorReport& t, const ErrorStats& s) {
     t.rel_rmse = s.rel_rmse();
     t.max_abs_error = s.max_abs;
 }
+
+// GPTQ's quantized tensors, spilled to an unnamed temporary file beside the output as they come
+// (GptqModelOptions::sink) and read back by the writer: the model's quantized weights are never
+// all in memory at once.
+class FloatSpill {
+public:
+    explicit FloatSpill(const fs::path& dir) {
+        fd_ = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        if (fd_ < 0) {  // file systems without O_TMPFILE: a named file, unlinked at once
+            std::string templ = (dir / ".moekit-gptq-XXXXXX").string();
+            fd_ = ::mkostemp(templ.data(), O_CLOEXEC);
+            if (fd_ >= 0) ::unlink(templ.c_str());
+        }
+        if (fd_ < 0) throw Error("quantize", "cannot create a temporary file in " + dir.string());
+    }
+    ~FloatSpill() { ::close(fd_); }
+    FloatSpill(const FloatSpill&) = delete;
+    FloatSpill& operator=(const FloatSpill&) = delete;
+
+    void put(const std::string& name, const std::vector<float>& v) {
+        transfer(::pwrite, const_cast<float*>(v.data()), v.size(), end_, name);
+        where_[name] = {end_, v.size()};
+        end_ += v.size() * sizeof(float);
+    }
+    bool has(const std::string& name) const { return where_.count(name) > 0; }
+    std::vector<float> get(const std::string& name) const {
+        const auto [off, n] = where_.at(name);
+        std::vector<float> v(n);
+        transfer(::pread, v.data(), n, off, name);
+        return v;
+    }
+
+private:
+    template <class F>
+    void transfer(F f, float* p, std::size_t n, uint64_t off, const std::string& name) const {
+        auto* b = reinterpret_cast<char*>(p);
+        std::size_t left = n * sizeof(float);
+        while (left > 0) {
+            const ssize_t k = f(fd_, b, left, static_cast<off_t>(off));
+            if (k <= 0) throw Error("quantize", "temporary GPTQ file: cannot read/write tensor " + name);
+            b += k;
+            off += static_cast<uint64_t>(k);
+            left -= static_cast<std::size_t>(k);
+        }
+    }
+    int fd_ = -1;
+    uint64_t end_ = 0;
+    std::map<std::string, std::pair<uint64_t, std::size_t>> where_;
+};
 
 fs::path sidecar_json(const fs::path& gguf) {
     fs::path p = gguf;
@@ -378,7 +430,7 @@ QuantizeResult quantize(const QuantizeOptions& options) {
             res.notes.push_back(buf + cands);
         }
         // GPTQ first (it needs every other quantized tensor of the earlier layers).
-        std::map<std::string, std::vector<float>> gptq_weights;
+        std::unique_ptr<FloatSpill> gptq_weights;
         if (options.method == "gptq" && !options.dry_run) {
             std::set<std::string> expert_names;
             for (int64_t il = 0; il < c.n_layer; ++il)
@@ -399,7 +451,8 @@ QuantizeResult quantize(const QuantizeOptions& options) {
             go.min_expert_tokens = options.min_expert_tokens;
             go.calib = options.calib;
             go.batch_tokens = options.batch_tokens;
-            go.scratch_dir = fs::absolute(options.out).parent_path();
+            gptq_weights = std::make_unique<FloatSpill>(fs::absolute(options.out).parent_path());
+            go.sink = [&](const std::string& n, std::vector<float>&& v) { gptq_weights->put(n, v); };
             go.threads = options.threads;
             std::map<std::string, int64_t> cols_of;
             for (const auto& n : rtn_names) cols_of[n] = ck.at(n).info->shape[1];
@@ -409,11 +462,11 @@ QuantizeResult quantize(const QuantizeOptions& options) {
             };
             go.progress = [&](double f, const std::string& what) { progress(0.9 * f, what); };
             GptqModelResult gr = gptq_model(ck, rtn_names, go);
-            gptq_weights = std::move(gr.weights);
             res.gptq_experts = std::move(gr.experts);
             res.calib_tokens = gr.calib_tokens;
             res.gptq_passes = gr.passes;
             res.gptq_layer_seconds = gr.layer_seconds;
+            res.gptq_layer_wall_seconds = gr.layer_wall_seconds;
             int64_t starved = 0;
             for (const auto& e : res.gptq_experts) starved += e.starved ? 1 : 0;
             res.notes.push_back("GPTQ (" + options.hessian + " Hessian) on the routed experts; attention, shared experts, "
@@ -463,9 +516,10 @@ QuantizeResult quantize(const QuantizeOptions& options) {
                 progress(static_cast<double>(idx) / static_cast<double>(res.tensors.size()), name);
                 std::vector<float> data = ck.read_f32(name);
                 ErrorStats stats;
-                if (auto g = gptq_weights.find(name); g != gptq_weights.end()) {
-                    stats.add(data.data(), g->second.data(), static_cast<int64_t>(data.size()));
-                    data = g->second;
+                if (gptq_weights && gptq_weights->has(name)) {
+                    std::vector<float> g = gptq_weights->get(name);
+                    stats.add(data.data(), g.data(), static_cast<int64_t>(data.size()));
+                    data = std::move(g);
                 } else {
                     fake_rows(rq, data.data(), rows, cols, stats);
                 }
