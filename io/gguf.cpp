@@ -2,6 +2,7 @@
 #include "io/gguf.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -144,35 +145,36 @@ uint64_t GgufWriter::write(const fs::path& path, bool force) const {
     }
     head.pad(align);
 
+    const uint64_t total = head.bytes.size() + offset;
     const fs::path tmp = path.string() + ".moekit-tmp-" + std::to_string(::getpid());
-    std::FILE* f = std::fopen(tmp.c_str(), "wb");
-    if (!f) throw Error("gguf", "cannot create " + tmp.string() + ": " + std::strerror(errno));
+    // The tensors are filled straight into a shared mapping of the (preallocated) file: no
+    // intermediate buffer and no copy through write(2), and a multi-threaded fill writes the
+    // page cache in parallel. posix_fallocate reports a full disk as an error here instead of a
+    // SIGBUS on some page later; the padding reads as zeros.
+    const int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0) throw Error("gguf", "cannot create " + tmp.string() + ": " + std::strerror(errno));
+    void* map = MAP_FAILED;
     try {
-        auto put = [&](const void* p, std::size_t n) {
-            if (n && std::fwrite(p, 1, n, f) != n)
-                throw Error("gguf", "write to " + tmp.string() + " failed: " + std::strerror(errno));
-        };
-        put(head.bytes.data(), head.bytes.size());
-        std::vector<std::byte> buf;
-        const std::byte zeros[64] = {};
+        if (const int e = ::posix_fallocate(fd, 0, static_cast<off_t>(total)); e != 0)
+            throw Error("gguf", "cannot allocate " + std::to_string(total) + " bytes for " + tmp.string() + ": " +
+                                    std::strerror(e));
+        map = ::mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (map == MAP_FAILED) throw Error("gguf", "cannot map " + tmp.string() + ": " + std::strerror(errno));
+        auto* out = static_cast<std::byte*>(map);
+        std::memcpy(out, head.bytes.data(), head.bytes.size());
+        uint64_t at = head.bytes.size();
         for (const auto& t : tensors_) {
-            buf.assign(t.nbytes, std::byte{0});
-            t.fill(buf.data());
-            put(buf.data(), buf.size());
-            const uint64_t pad = (align - t.nbytes % align) % align;
-            for (uint64_t p = pad; p > 0;) {
-                const uint64_t n = std::min<uint64_t>(p, sizeof(zeros));
-                put(zeros, n);
-                p -= n;
-            }
+            t.fill(out + at);
+            at += (t.nbytes + align - 1) / align * align;
         }
-        if (std::fflush(f) != 0 || ::fsync(::fileno(f)) != 0)
-            throw Error("gguf", "flushing " + tmp.string() + " failed: " + std::strerror(errno));
-        std::fclose(f);
-        f = nullptr;
+        ::munmap(map, total);
+        map = MAP_FAILED;
+        if (::fsync(fd) != 0) throw Error("gguf", "flushing " + tmp.string() + " failed: " + std::strerror(errno));
+        ::close(fd);
         fs::rename(tmp, path);
     } catch (...) {
-        if (f) std::fclose(f);
+        if (map != MAP_FAILED) ::munmap(map, total);
+        ::close(fd);
         std::error_code ec;
         fs::remove(tmp, ec);
         throw;

@@ -5,7 +5,8 @@
 // ne[0] the contiguous row length, u32 ggml type, u64 offset into the data section); zero
 // padding to `general.alignment` (32 unless set); the data section, every tensor starting at an
 // aligned offset. Tensor bytes stream from callbacks, so a large model never sits in memory.
-// The file is written to "<path>.moekit-tmp-<pid>", fsynced and renamed into place.
+// The file is written to "<path>.moekit-tmp-<pid>" (preallocated, tensors filled through a shared
+// mapping), fsynced and renamed into place.
 #pragma once
 
 #include <cstdint>

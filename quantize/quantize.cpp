@@ -109,26 +109,92 @@ Resolved resolve_quantizer(const QuantizeOptions& o) {
     return r;
 }
 
-// Quantizes `data` (rows x row_len) row-parallel into `dst` bytes (ggml) and/or fake values.
-void quantize_rows(GgmlType type, const float* data, int64_t rows, int64_t row_len, std::byte* dst, ErrorStats& stats) {
-    const uint64_t row_bytes = ggml_row_bytes(type, row_len);
-    std::mutex mu;
-#pragma omp parallel
-    {
-        ErrorStats local;
-        std::vector<float> back(static_cast<std::size_t>(row_len));
-#pragma omp for schedule(dynamic, 16)
-        for (int64_t r = 0; r < rows; ++r) {
-            std::byte* out = dst + static_cast<uint64_t>(r) * row_bytes;
-            quantize_row(type, data + r * row_len, out, row_len);
-            dequantize_row(type, out, back.data(), row_len);
-            local.add(data + r * row_len, back.data(), row_len);
+// Rows of a GGUF tensor as fp32, converted straight from the checkpoint's mapped bytes row range
+// by row range, so no whole-tensor fp32 copy is made. The same values as read_gguf_tensor
+// (gguf_model.cpp): the sources stacked in order, then llama.cpp's Q/K head permutation of rows;
+// tests/unit/test_quantize_rtn_rows.cpp checks that on every fixture GGUF supports.
+class GgufRowSource {
+public:
+    GgufRowSource(const io::Checkpoint& ck, const GgufTensorPlan& t) : row_len_(t.ne[0]), permute_(t.permute_heads) {
+        int64_t row = 0;
+        for (const auto& name : t.sources) {
+            const auto& e = ck.at(name);
+            const int64_t n = static_cast<int64_t>(e.info->n_elements()) / row_len_;
+            if (n * row_len_ != static_cast<int64_t>(e.info->n_elements()))
+                throw Error("quantize", "tensor " + name + " is not a whole number of rows of " + std::to_string(row_len_));
+            parts_.push_back({e.file->bytes(*e.info), e.info->dtype, row, n});
+            row += n;
         }
-        std::lock_guard<std::mutex> lock(mu);
-        stats.sum_x2 += local.sum_x2;
-        stats.sum_e2 += local.sum_e2;
-        stats.max_abs = std::max(stats.max_abs, local.max_abs);
-        stats.n += local.n;
+        rows_ = row;
+        if (permute_ > 0) {
+            half_ = rows_ / permute_ / 2;
+            if (half_ * 2 * permute_ != rows_)
+                throw Error("quantize", "tensor " + t.sources[0] + ": " + std::to_string(rows_) + " rows do not split into " +
+                                            std::to_string(permute_) + " heads");
+        }
+    }
+    int64_t rows() const { return rows_; }
+    // Rows [r0, r0 + n) into dst (n x row_len floats). Thread-safe.
+    void read(int64_t r0, int64_t n, float* dst) const {
+        if (permute_ == 0) return read_stacked(r0, n, dst);
+        for (int64_t r = r0; r < r0 + n; ++r) {  // output row (h, i, s) <- source row (h, s, i)
+            const int64_t h = r / (2 * half_), i = (r % (2 * half_)) / 2, sub = r % 2;
+            read_stacked(h * 2 * half_ + sub * half_ + i, 1, dst + (r - r0) * row_len_);
+        }
+    }
+
+private:
+    struct Part {
+        std::span<const std::byte> bytes;
+        core::DType dtype;
+        int64_t row0, rows;
+    };
+    void read_stacked(int64_t r0, int64_t n, float* dst) const {
+        for (const Part& p : parts_) {
+            const int64_t a = std::max(r0, p.row0), b = std::min(r0 + n, p.row0 + p.rows);
+            if (a >= b) continue;
+            const std::size_t esize = core::dtype_size(p.dtype);
+            core::convert_to_f32(p.dtype, p.bytes.data() + static_cast<std::size_t>((a - p.row0) * row_len_) * esize,
+                                 static_cast<std::size_t>((b - a) * row_len_), dst + (a - r0) * row_len_);
+        }
+    }
+    int64_t row_len_, permute_, rows_ = 0, half_ = 0;
+    std::vector<Part> parts_;
+};
+
+// Quantizes a GGUF tensor into dst: row chunks converted from the source bytes, quantized and, for
+// the error report, decoded again while still in cache (one pass over memory). Each chunk's
+// statistics are summed in chunk order, so the report does not depend on thread scheduling.
+void quantize_tensor(GgmlType type, const GgufRowSource& src, int64_t row_len, std::byte* dst, ErrorStats& stats) {
+    const uint64_t row_bytes = ggml_row_bytes(type, row_len);
+    const int64_t rows = src.rows();
+    // ~64K values per chunk: big enough to amortize scheduling, small enough to stay in L2.
+    const int64_t chunk = std::max<int64_t>(1, (int64_t(1) << 16) / row_len);
+    const int64_t n_chunks = (rows + chunk - 1) / chunk;
+    std::vector<ErrorStats> part(static_cast<std::size_t>(n_chunks));
+#pragma omp parallel if (n_chunks > 1)
+    {
+        std::vector<float> x(static_cast<std::size_t>(std::min(chunk, rows) * row_len));
+        std::vector<float> back(static_cast<std::size_t>(row_len));
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t ic = 0; ic < n_chunks; ++ic) {
+            const int64_t r0 = ic * chunk, n = std::min(chunk, rows - r0);
+            src.read(r0, n, x.data());
+            ErrorStats& st = part[static_cast<std::size_t>(ic)];
+            for (int64_t r = 0; r < n; ++r) {
+                const float* xr = x.data() + r * row_len;
+                std::byte* out = dst + static_cast<uint64_t>(r0 + r) * row_bytes;
+                quantize_row(type, xr, out, row_len);
+                dequantize_row(type, out, back.data(), row_len);
+                st.add(xr, back.data(), row_len);
+            }
+        }
+    }
+    for (const ErrorStats& p : part) {
+        stats.sum_x2 += p.sum_x2;
+        stats.sum_e2 += p.sum_e2;
+        stats.max_abs = std::max(stats.max_abs, p.max_abs);
+        stats.n += p.n;
     }
 }
 
@@ -358,9 +424,8 @@ QuantizeResult quantize(const QuantizeOptions& options) {
             gt.nbytes = rep.bytes;
             gt.fill = [&, t, type, idx](std::byte* dst) {
                 progress(static_cast<double>(idx) / static_cast<double>(res.tensors.size()), t.name);
-                const std::vector<float> data = read_gguf_tensor(ck, t);
                 ErrorStats stats;
-                quantize_rows(type, data.data(), t.rows(), t.ne[0], dst, stats);
+                quantize_tensor(type, GgufRowSource(ck, t), t.ne[0], dst, stats);
                 fill_report(res.tensors[idx], stats);
                 for (const auto& s : t.sources) ck.release(s);
             };
