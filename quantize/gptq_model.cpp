@@ -77,6 +77,7 @@ std::vector<GptqExpertReport> gptq_moe_layer(const io::Checkpoint& ck, const mod
         const auto& gs = obs.g[static_cast<std::size_t>(ie)];
         rep.tokens = static_cast<int64_t>(gs.size());
         std::vector<float> wg = ck.read_f32(names.gate), wu = ck.read_f32(names.up), wd = ck.read_f32(names.down);
+        for (const auto* n : {&names.gate, &names.up, &names.down}) ck.release(*n);  // keep RSS flat in depth
         const int64_t d_ff = static_cast<int64_t>(wg.size()) / c.d_model;
         GptqOptions go = o.gptq;
         if (auto eb = o.expert_bits.find({il, ie}); eb != o.expert_bits.end()) go.grid.bits = eb->second;
@@ -159,6 +160,7 @@ GptqModelResult gptq_model(const io::Checkpoint& ck, const std::vector<std::stri
         for (const auto& name : rtn_names)
             if (pred(name) && !quantized.tensors.count(name)) {
                 std::vector<float> v = ck.read_f32(name);
+                ck.release(name);
                 o.rtn(name, v);
                 quantized.tensors[name] = std::move(v);
             }
