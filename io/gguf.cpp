@@ -5,8 +5,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <exception>
+#include <mutex>
 #include <fstream>
 #include <set>
 
@@ -162,11 +165,41 @@ uint64_t GgufWriter::write(const fs::path& path, bool force) const {
         if (map == MAP_FAILED) throw Error("gguf", "cannot map " + tmp.string() + ": " + std::strerror(errno));
         auto* out = static_cast<std::byte*>(map);
         std::memcpy(out, head.bytes.data(), head.bytes.size());
+        std::vector<std::byte*> dst;
+        std::vector<std::pair<std::size_t, int64_t>> parts;  // (tensor, part) of the parted tensors
         uint64_t at = head.bytes.size();
-        for (const auto& t : tensors_) {
-            t.fill(out + at);
+        for (std::size_t i = 0; i < tensors_.size(); ++i) {
+            const GgufTensor& t = tensors_[i];
+            dst.push_back(out + at);
             at += (t.nbytes + align - 1) / align * align;
+            if (t.n_parts > 0)
+                for (int64_t p = 0; p < t.n_parts; ++p) parts.emplace_back(i, p);
+            else {
+                t.fill(dst.back());
+                if (t.done) t.done();
+            }
         }
+        std::vector<std::atomic<int64_t>> left(tensors_.size());
+        for (std::size_t i = 0; i < tensors_.size(); ++i) left[i] = tensors_[i].n_parts;
+        std::exception_ptr error;
+        std::mutex error_mutex;
+        const auto n_items = static_cast<std::ptrdiff_t>(parts.size());
+#pragma omp parallel for schedule(dynamic, 1)
+        for (std::ptrdiff_t k = 0; k < n_items; ++k) {
+            try {
+                {
+                    std::lock_guard<std::mutex> lock(error_mutex);
+                    if (error) continue;
+                }
+                const auto [i, p] = parts[static_cast<std::size_t>(k)];
+                tensors_[i].fill_part(p, dst[i]);
+                if (left[i].fetch_sub(1) == 1 && tensors_[i].done) tensors_[i].done();
+            } catch (...) {
+                std::lock_guard<std::mutex> lock(error_mutex);
+                if (!error) error = std::current_exception();
+            }
+        }
+        if (error) std::rethrow_exception(error);
         ::munmap(map, total);
         map = MAP_FAILED;
         if (::fsync(fd) != 0) throw Error("gguf", "flushing " + tmp.string() + " failed: " + std::strerror(errno));

@@ -162,41 +162,49 @@ private:
     std::vector<Part> parts_;
 };
 
-// Quantizes a GGUF tensor into dst: row chunks converted from the source bytes, quantized and, for
-// the error report, decoded again while still in cache (one pass over memory). Each chunk's
-// statistics are summed in chunk order, so the report does not depend on thread scheduling.
-void quantize_tensor(GgmlType type, const GgufRowSource& src, int64_t row_len, std::byte* dst, ErrorStats& stats) {
-    const uint64_t row_bytes = ggml_row_bytes(type, row_len);
-    const int64_t rows = src.rows();
-    // ~64K values per chunk: big enough to amortize scheduling, small enough to stay in L2.
-    const int64_t chunk = std::max<int64_t>(1, (int64_t(1) << 16) / row_len);
-    const int64_t n_chunks = (rows + chunk - 1) / chunk;
-    std::vector<ErrorStats> part(static_cast<std::size_t>(n_chunks));
-#pragma omp parallel if (n_chunks > 1)
-    {
-        std::vector<float> x(static_cast<std::size_t>(std::min(chunk, rows) * row_len));
-        std::vector<float> back(static_cast<std::size_t>(row_len));
-#pragma omp for schedule(dynamic, 1)
-        for (int64_t ic = 0; ic < n_chunks; ++ic) {
-            const int64_t r0 = ic * chunk, n = std::min(chunk, rows - r0);
-            src.read(r0, n, x.data());
-            ErrorStats& st = part[static_cast<std::size_t>(ic)];
-            for (int64_t r = 0; r < n; ++r) {
-                const float* xr = x.data() + r * row_len;
-                std::byte* out = dst + static_cast<uint64_t>(r0 + r) * row_bytes;
-                quantize_row(type, xr, out, row_len);
-                dequantize_row(type, out, back.data(), row_len);
-                st.add(xr, back.data(), row_len);
-            }
+// One GGUF tensor's quantization as independent row chunks (GgufTensor::fill_part): each chunk is
+// converted from the source bytes, quantized into the output, and decoded again for the error
+// report while still in cache (one pass over memory). The chunks' statistics are summed in chunk
+// order at the end, so the report does not depend on thread scheduling.
+struct ChunkedQuantizer {
+    GgmlType type;
+    GgufRowSource src;
+    int64_t row_len, chunk, n_chunks;
+    std::vector<ErrorStats> part;
+
+    ChunkedQuantizer(GgmlType t, GgufRowSource s, int64_t len)
+        : type(t), src(std::move(s)), row_len(len),
+          // ~64K values per chunk: big enough to amortize scheduling, small enough for L2.
+          chunk(std::max<int64_t>(1, (int64_t(1) << 16) / len)),
+          n_chunks((src.rows() + chunk - 1) / chunk), part(static_cast<std::size_t>(n_chunks)) {}
+
+    void run(int64_t ic, std::byte* dst) {
+        thread_local std::vector<float> x, back;
+        const int64_t r0 = ic * chunk, n = std::min(chunk, src.rows() - r0);
+        x.resize(static_cast<std::size_t>(n * row_len));
+        back.resize(static_cast<std::size_t>(row_len));
+        src.read(r0, n, x.data());
+        const uint64_t row_bytes = ggml_row_bytes(type, row_len);
+        ErrorStats& st = part[static_cast<std::size_t>(ic)];
+        for (int64_t r = 0; r < n; ++r) {
+            const float* xr = x.data() + r * row_len;
+            std::byte* out = dst + static_cast<uint64_t>(r0 + r) * row_bytes;
+            quantize_row(type, xr, out, row_len);
+            dequantize_row(type, out, back.data(), row_len);
+            st.add(xr, back.data(), row_len);
         }
     }
-    for (const ErrorStats& p : part) {
-        stats.sum_x2 += p.sum_x2;
-        stats.sum_e2 += p.sum_e2;
-        stats.max_abs = std::max(stats.max_abs, p.max_abs);
-        stats.n += p.n;
+    ErrorStats total() const {
+        ErrorStats s;
+        for (const ErrorStats& p : part) {
+            s.sum_x2 += p.sum_x2;
+            s.sum_e2 += p.sum_e2;
+            s.max_abs = std::max(s.max_abs, p.max_abs);
+            s.n += p.n;
+        }
+        return s;
     }
-}
+};
 
 void fake_rows(const Resolved& q, float* data, int64_t rows, int64_t row_len, ErrorStats& stats) {
     std::mutex mu;
@@ -391,6 +399,7 @@ QuantizeResult quantize(const QuantizeOptions& options) {
         add_gguf_tokenizer(w, options.model_dir, ck.config());
         w.set("general.quantized_by", io::GgufValue::str("moekit " + options.tool_version));
         res.tensors.reserve(plan.tensors.size());
+        std::mutex progress_mutex;
         for (const auto& t : plan.tensors) {
             TensorReport rep;
             rep.name = t.name;
@@ -422,12 +431,19 @@ QuantizeResult quantize(const QuantizeOptions& options) {
             gt.ne = t.ne;
             gt.ggml_type = static_cast<uint32_t>(type);
             gt.nbytes = rep.bytes;
-            gt.fill = [&, t, type, idx](std::byte* dst) {
-                progress(static_cast<double>(idx) / static_cast<double>(res.tensors.size()), t.name);
-                ErrorStats stats;
-                quantize_tensor(type, GgufRowSource(ck, t), t.ne[0], dst, stats);
-                fill_report(res.tensors[idx], stats);
-                for (const auto& s : t.sources) ck.release(s);
+            auto cq = std::make_shared<ChunkedQuantizer>(type, GgufRowSource(ck, t), t.ne[0]);
+            gt.n_parts = cq->n_chunks;
+            gt.fill = [](std::byte*) {};  // used only for a tensor without rows
+            gt.fill_part = [&, cq, idx, name = t.name](int64_t part, std::byte* dst) {
+                if (part == 0) {
+                    const std::lock_guard<std::mutex> lock(progress_mutex);
+                    progress(static_cast<double>(idx) / static_cast<double>(res.tensors.size()), name);
+                }
+                cq->run(part, dst);
+            };
+            gt.done = [&, cq, idx, sources = t.sources] {
+                fill_report(res.tensors[idx], cq->total());
+                for (const auto& s : sources) ck.release(s);
             };
             w.add_tensor(std::move(gt));
         }
