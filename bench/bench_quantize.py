@@ -13,17 +13,23 @@ cmake, only the llama-quantize target): input = moekit's own `--type bf16` GGUF 
 (bit-identical to what convert_hf_to_gguf.py writes, tests/interop/test_quantize_gguf.py), run as
 `llama-quantize --pure IN OUT T N`, best of --runs. ratio = llama-quantize time / moekit time
 (> 1: moekit faster).
-GPTQ: `moekit quantize MODEL --method gptq --format hf-fake --calib ids.bin` on the demo model,
-gptq_layer_seconds from moekit.json (GPTQ compute per MoE layer, excluding the forward pass).
+GPTQ: `moekit quantize MODEL --method gptq --format hf-fake --calib ...` on the demo model,
+gptq_layer_seconds from moekit.json (GPTQ compute per MoE layer, excluding the forward pass); and
+the depth sweep (--gptq-layers 2,4,8): the same synthetic model shape with that many layers,
+--gptq-tokens random calibration ids, --min-expert-tokens 64 (every expert gets GPTQ); wall time
+of the whole command per layer. Sequential GPTQ that re-runs the model from the start for each
+layer grows with depth (quadratic total); the streamed one is flat per layer.
 
 Usage: .venv/bin/python bench/bench_quantize.py [--moekit build/moekit] [--threads 2] [--runs 2]
-       [--llama-build DIR] [--types q8_0,q4_0,q4_K] [--no-llama]
+       [--llama-build DIR] [--types q8_0,q4_0,q4_K] [--no-llama] [--gptq-layers 2,4,8]
+       [--gptq-tokens 1024] [--skip-rtn]
 Writes bench/results/quantize.json and prints a Markdown table.
 """
 import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -57,6 +63,12 @@ def main():
     ap.add_argument("--llama-build", default=str(ROOT / "bench" / "out" / "llama-build"))
     ap.add_argument("--work", default=None)
     ap.add_argument("--no-llama", action="store_true", help="skip building/running llama-quantize")
+    ap.add_argument("--gptq-layers", default="2,4,8", help="depth sweep of GPTQ on the synthetic shape ('' to skip)")
+    ap.add_argument("--gptq-tokens", type=int, default=1024)
+    ap.add_argument("--gptq-min-expert-tokens", type=int, default=64,
+                    help="experts with fewer routed tokens get RTN; a huge value leaves only the streaming cost")
+    ap.add_argument("--skip-rtn", action="store_true", help="only the GPTQ measurements")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "quantize.json"))
     a = ap.parse_args()
     work = Path(a.work or tempfile.mkdtemp(prefix="bench-quantize-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -84,7 +96,7 @@ def main():
                    capture_output=True)
 
     rows = []
-    for t in a.types.split(","):
+    for t in ([] if a.skip_rtn else a.types.split(",")):
         out = work / f"moekit-{t}.gguf"
         mt = best_time([a.moekit, "quantize", str(model), "--type", t, "-o", str(out), "--force", "--threads",
                         str(a.threads)], a.runs)
@@ -105,6 +117,32 @@ def main():
                    check=True, capture_output=True)
     gptq_wall = time.time() - t0
     mj = json.loads((gq / "moekit.json").read_text())
+
+    sweep = []
+    for n in [int(x) for x in a.gptq_layers.split(",") if x]:
+        m = work / f"synthetic-{n}l"
+        ids = work / f"gptq-ids-{a.gptq_tokens}.bin"
+        if not (m / "config.json").exists():
+            subprocess.run([sys.executable, str(ROOT / "scripts" / "make_synthetic_model.py"), str(m), "--layers", str(n),
+                            "--d-model", str(a.d_model), "--experts", str(a.experts), "--ffn", str(a.ffn), "--vocab", "523",
+                            "--dtype", "bfloat16", "--ids", str(ids), str(a.gptq_tokens)], check=True, capture_output=True)
+        out_dir = work / f"gptq-{n}l"
+        t0, r0 = time.time(), resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run([a.moekit, "quantize", str(m), "--method", "gptq", "--format", "hf-fake", "--calib", str(ids),
+                        "--seq-len", "256", "--min-expert-tokens", str(a.gptq_min_expert_tokens), "-o", str(out_dir),
+                        "--force", "--threads", str(a.threads)], check=True, capture_output=True)
+        wall = time.time() - t0
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+        gj = json.loads((out_dir / "moekit.json").read_text())
+        shutil.rmtree(out_dir, ignore_errors=True)
+        # CPU seconds as well as wall: on a shared machine the wall time mostly measures the neighbours.
+        row = {"layers": n, "wall_s": wall, "s_per_layer": wall / n, "cpu_s": cpu, "cpu_s_per_layer": cpu / n,
+               "starved_experts": sum(1 for e in gj.get("gptq_experts", []) if e.get("starved")),
+               "gptq_layer_seconds": gj["gptq_layer_seconds"],
+               "layer_passes": gj["params"]["gptq"].get("layer_passes", gj["params"]["gptq"].get("forward_passes"))}
+        sweep.append(row)
+        print(row, flush=True)
     result = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "threads": a.threads,
@@ -112,14 +150,19 @@ def main():
         "rtn": rows,
         "gptq_demo": {"layer_seconds": mj["gptq_layer_seconds"], "wall_s": gptq_wall,
                       "calib_tokens": mj["params"]["gptq"]["calib_tokens"]},
+        "gptq_depth_sweep": {"calib_tokens": a.gptq_tokens, "seq_len": 256,
+                             "min_expert_tokens": a.gptq_min_expert_tokens, "runs": sweep},
     }
-    out = ROOT / "bench" / "results" / "quantize.json"
+    out = Path(a.out)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print("| type | moekit GB/s | llama-quantize GB/s | ratio (llama time / moekit time) |")
     print("|---|---|---|---|")
     for r in rows:
         print(f"| {r['type']} | {r['moekit_gb_s']:.3f} | {r.get('llama_gb_s', float('nan')):.3f} | {r.get('ratio', float('nan')):.2f} |")
     print("GPTQ per MoE layer (demo, s):", ", ".join(f"{s:.2f}" for s in mj["gptq_layer_seconds"]))
+    for r in sweep:
+        print(f"GPTQ synthetic {r['layers']} layers: {r['wall_s']:.1f} s, {r['s_per_layer']:.2f} s per layer "
+              f"(CPU {r['cpu_s_per_layer']:.2f} s per layer)")
 
 
 if __name__ == "__main__":

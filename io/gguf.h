@@ -5,7 +5,8 @@
 // ne[0] the contiguous row length, u32 ggml type, u64 offset into the data section); zero
 // padding to `general.alignment` (32 unless set); the data section, every tensor starting at an
 // aligned offset. Tensor bytes stream from callbacks, so a large model never sits in memory.
-// The file is written to "<path>.moekit-tmp-<pid>", fsynced and renamed into place.
+// The file is written to "<path>.moekit-tmp-<pid>" (preallocated, tensors filled through a shared
+// mapping), fsynced and renamed into place.
 #pragma once
 
 #include <cstdint>
@@ -47,6 +48,15 @@ struct GgufTensor {
     uint32_t ggml_type = 0;      // ggml_type id
     uint64_t nbytes = 0;
     std::function<void(std::byte* dst)> fill;  // writes exactly nbytes
+    // Instead of fill (when n_parts > 0), for producers that parallelize: the bytes as n_parts
+    // independent parts; fill_part(i, dst) writes part i somewhere in [dst, dst + nbytes) (dst is
+    // the tensor's first byte). The parts of all such tensors run as one parallel loop on the
+    // writer's OpenMP threads, in any order and concurrently (no parallel region per tensor, no
+    // idle threads between tensors); `done`, if set, runs once after the tensor's last part, on
+    // the thread that finished it. Plain fill callbacks run one at a time, before the parts.
+    int64_t n_parts = 0;
+    std::function<void(int64_t part, std::byte* dst)> fill_part;
+    std::function<void()> done;
 };
 
 class GgufWriter {

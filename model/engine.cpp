@@ -1,7 +1,7 @@
 // The layer-streaming forward engine (model/engine.h).
 //
-// forward_hidden: embedding rows gathered for the batch's token ids only; then for each decoder
-// layer l: load LayerWeights(l) (attention, norms, router, shared/dense MLP), push the whole
+// forward_hidden = prepare + embed + forward_layer per layer + final_norm. embed gathers the
+// embedding rows for the batch's token ids only; forward_layer(l): load LayerWeights(l) (attention, norms, router, shared/dense MLP), push the whole
 // token matrix through attention and the MoE/dense block (routed experts loaded after routing,
 // chunk by chunk, and released after use), call the layer observers, destroy LayerWeights(l);
 // final RMSNorm. Peak weight memory is one layer's (at most), independent of depth.
@@ -102,6 +102,8 @@ Engine::Engine(const io::Checkpoint& checkpoint, EngineOptions options) : impl_(
                                   " (this build has none; install libdnnl-dev and rebuild)");
     m.loader->set_compute(options.compute);
     m.head_loader->set_compute(options.compute);
+    m.loader->set_overrides(options.overrides);
+    m.head_loader->set_overrides(options.overrides);
 }
 
 Engine::~Engine() = default;
@@ -111,11 +113,23 @@ const ModelConfig& Engine::config() const { return impl_->mc; }
 const ArchSpec& Engine::arch() const { return *impl_->arch; }
 uint64_t Engine::peak_weight_bytes() const { return impl_->counter.peak.load(); }
 
-Matrix Engine::forward_hidden(const std::vector<std::vector<int32_t>>& sequences,
-                              std::span<Observer* const> observers) const {
+struct ForwardBatch::Data {
+    TokenLayout layout;
+    std::vector<int32_t> ids;
+    std::vector<int64_t> positions;
+    RopeTable rope;
+    Data(TokenLayout l, std::vector<int32_t> i, std::vector<int64_t> p, const RopeSpec& spec, int64_t max_len)
+        : layout(std::move(l)), ids(std::move(i)), positions(std::move(p)), rope(spec, max_len) {}
+};
+
+const TokenLayout& ForwardBatch::tokens() const {
+    if (!d_) throw InternalError("engine", "ForwardBatch used before Engine::prepare");
+    return d_->layout;
+}
+
+ForwardBatch Engine::prepare(const std::vector<std::vector<int32_t>>& sequences) const {
     const Impl& m = *impl_;
     const ModelConfig& mc = m.mc;
-    const int nt = m.n_threads;
     if (sequences.empty()) throw Error("engine", "forward: no sequences given");
 
     TokenLayout layout;
@@ -138,6 +152,32 @@ Matrix Engine::forward_hidden(const std::vector<std::vector<int32_t>>& sequences
         max_len = std::max<int64_t>(max_len, static_cast<int64_t>(seq.size()));
         layout.seq_begin.push_back(static_cast<int64_t>(ids.size()));
     }
+    ForwardBatch batch;
+    batch.d_ = std::make_shared<const ForwardBatch::Data>(std::move(layout), std::move(ids), std::move(positions),
+                                                          m.extras.rope, max_len);
+    return batch;
+}
+
+Matrix Engine::embed(const ForwardBatch& batch) const {
+    const PhaseTimer timer(EngineProfile::kEmbed);
+    (void)batch.tokens();  // throws if not prepared
+    Matrix h;
+    impl_->loader->gather_rows(impl_->embed_name, batch.d_->ids, h);
+    return h;
+}
+
+void Engine::forward_layer(const ForwardBatch& batch, int64_t il, Matrix& h, std::span<Observer* const> observers) const {
+    const Impl& m = *impl_;
+    const ModelConfig& mc = m.mc;
+    const int nt = m.n_threads;
+    const TokenLayout& layout = batch.tokens();
+    const ForwardBatch::Data& bd = *batch.d_;
+    if (il < 0 || il >= mc.n_layer)
+        throw Error("engine", "forward_layer: layer " + std::to_string(il) + " outside [0, " + std::to_string(mc.n_layer) + ")");
+    if (h.rows() != layout.n_tokens() || h.cols() != mc.d_model)
+        throw Error("engine", "forward_layer: hidden states are " + std::to_string(h.rows()) + " x " +
+                                  std::to_string(h.cols()) + ", expected " + std::to_string(layout.n_tokens()) + " x " +
+                                  std::to_string(mc.d_model));
 
     ObserverSets obs;
     for (Observer* o : observers) {
@@ -150,21 +190,14 @@ Matrix Engine::forward_hidden(const std::vector<std::vector<int32_t>>& sequences
         if (s & kSiteLayer) obs.layer.push_back(o);
     }
 
-    const RopeTable rope(m.extras.rope, max_len);
-    Matrix h;
-    {
-        const PhaseTimer timer(EngineProfile::kEmbed);
-        m.loader->gather_rows(m.embed_name, ids, h);
-    }
-
     Matrix x, branch, h_in;
-    for (int64_t il = 0; il < mc.n_layer; ++il) {
+    {
         std::optional<PhaseTimer> timer(std::in_place, EngineProfile::kLoadLayer);
         LayerWeights lw = m.loader->load_layer(il);
         timer.emplace(EngineProfile::kAttention);
         if (!obs.layer.empty()) h_in = h;
 
-        AttentionContext actx{layout, positions, rope, m.extras.sliding_window[static_cast<size_t>(il)],
+        AttentionContext actx{layout, bd.positions, bd.rope, m.extras.sliding_window[static_cast<size_t>(il)],
                               m.extras.clip_qkv, m.eps, nt};
         rms_norm(h, lw.input_norm, m.eps, x, nt);
         if (mc.mla.kv_lora_rank > 0)
@@ -187,11 +220,22 @@ Matrix Engine::forward_hidden(const std::vector<std::vector<int32_t>>& sequences
         for (Observer* o : obs.layer) o->on_layer(LayerEvent{il, layout, h_in, h});
         const PhaseTimer release_timer(EngineProfile::kRelease);
         m.loader->release_layer(il);  // pages fault-around re-mapped after their tensor's release
-    }  // lw (layer il's weights) is destroyed here, before layer il + 1 is loaded
+    }  // lw (layer il's weights) is destroyed here, before the caller loads layer il + 1
+}
 
+void Engine::final_norm(Matrix& h) const {
+    const Impl& m = *impl_;
     const PhaseTimer timer(EngineProfile::kNorms);
     const Weight norm = m.loader->load("model.norm.weight");
-    rms_norm(h, norm, m.eps, h, nt);
+    rms_norm(h, norm, m.eps, h, m.n_threads);
+}
+
+Matrix Engine::forward_hidden(const std::vector<std::vector<int32_t>>& sequences,
+                              std::span<Observer* const> observers) const {
+    const ForwardBatch batch = prepare(sequences);
+    Matrix h = embed(batch);
+    for (int64_t il = 0; il < impl_->mc.n_layer; ++il) forward_layer(batch, il, h, observers);
+    final_norm(h);
     return h;
 }
 

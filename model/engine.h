@@ -2,12 +2,17 @@
 // in fp32 on the CPU. Weights of one decoder layer are resident at a time: all sequences are
 // pushed through layer l, observers see what they asked for, layer l is freed, then l+1.
 // Peak memory = one layer's weights + the activations of the token set, independent of depth.
+// The same forward is available one layer at a time (prepare / embed / forward_layer /
+// final_norm) for callers that change weights between layers (sequential GPTQ), with replacement
+// weights supplied through WeightOverrides instead of a rewritten checkpoint.
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <Eigen/Core>
@@ -94,6 +99,29 @@ public:
 enum class Compute { kF32, kBf16 };
 const char* compute_name(Compute compute);           // "fp32" / "bf16"
 Compute parse_compute(const std::string& name);      // throws Error for anything else
+// Replacement fp32 values for some checkpoint tensors, consulted every time the engine reads a
+// tensor (decoder-layer weights, routed experts, embedding rows, lm_head rows). Lets a caller run
+// the model with modified weights without writing a checkpoint (sequential GPTQ runs layer l with
+// its quantized weights). The contents may change between engine calls: the engine keeps nothing
+// it read beyond the call, except the lm_head cache (EngineOptions::lm_head_cache_max_bytes),
+// which is filled on the first logits() call.
+class WeightOverrides {
+public:
+    virtual ~WeightOverrides() = default;
+    // The tensor's values (row-major, the checkpoint's shape, n_elements floats) or an empty span
+    // to read the checkpoint. Called concurrently from the engine's threads; must not modify.
+    virtual std::span<const float> find(std::string_view name) const = 0;
+};
+
+// WeightOverrides held in a map by checkpoint tensor name.
+class TensorMapOverrides : public WeightOverrides {
+public:
+    std::map<std::string, std::vector<float>, std::less<>> tensors;
+    std::span<const float> find(std::string_view name) const override {
+        const auto it = tensors.find(name);
+        return it == tensors.end() ? std::span<const float>{} : std::span<const float>(it->second);
+    }
+};
 
 struct EngineOptions {
     int threads = 0;               // 0: OpenMP default
@@ -107,6 +135,21 @@ struct EngineOptions {
     // (the whole checkpoint after one pass). Turning it off only saves re-faulting pages
     // (from the page cache) when the same weights are read again by the next batch.
     bool release_mapped_pages = true;
+    // Not owned; must outlive the engine. nullptr: every tensor comes from the checkpoint.
+    const WeightOverrides* overrides = nullptr;
+};
+
+// A set of sequences prepared for the layer-by-layer forward: their token layout, positions and
+// RoPE table (Engine::prepare). Cheap to copy (shared, immutable).
+class ForwardBatch {
+public:
+    const TokenLayout& tokens() const;
+    int64_t n_tokens() const { return tokens().n_tokens(); }
+
+private:
+    friend class Engine;
+    struct Data;
+    std::shared_ptr<const Data> d_;
 };
 
 class Engine {
@@ -122,8 +165,22 @@ public:
 
     // Runs every sequence through all decoder layers (causal, positions start at 0 in each
     // sequence) and returns the final-normed hidden states, one row per token.
+    // Equivalent to prepare, embed, forward_layer for every layer, final_norm.
     Matrix forward_hidden(const std::vector<std::vector<int32_t>>& sequences,
                           std::span<Observer* const> observers = {}) const;
+
+    // The same forward one decoder layer at a time, bit-identical to forward_hidden when the
+    // steps are run in order on the same batch. prepare validates the token ids; embed returns
+    // the embedding rows [T, d_model]; forward_layer pushes `h` (the hidden states entering
+    // layer il, [T, d_model]) through layer il in place, loading and freeing the layer's weights
+    // and calling the observers as forward_hidden does for that layer; final_norm applies the
+    // model's final RMSNorm in place. A caller may run a layer several times (e.g. once to
+    // calibrate on it, once more after changing its weights through WeightOverrides).
+    ForwardBatch prepare(const std::vector<std::vector<int32_t>>& sequences) const;
+    Matrix embed(const ForwardBatch& batch) const;
+    void forward_layer(const ForwardBatch& batch, int64_t il, Matrix& h,
+                       std::span<Observer* const> observers = {}) const;
+    void final_norm(Matrix& h) const;
 
     // lm_head on rows [row_begin, row_begin + n_rows) of `hidden`: logits [n_rows, vocab].
     // Callers process the vocabulary projection in chunks so it never holds T x vocab.

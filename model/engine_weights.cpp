@@ -85,11 +85,24 @@ WeightLoader::WeightLoader(const io::Checkpoint& checkpoint, const ArchSpec& arc
 
 std::vector<int64_t> WeightLoader::shape(std::string_view name) const { return ckpt_.at(name).info->shape; }
 
+std::span<const float> WeightLoader::override_of(std::string_view name) const {
+    if (!overrides_) return {};
+    const std::span<const float> v = overrides_->find(name);
+    if (!v.empty() && v.size() != ckpt_.at(name).info->n_elements())
+        throw Error("engine", "override of tensor '" + std::string(name) + "' has " + std::to_string(v.size()) +
+                                  " values, the checkpoint's has " + std::to_string(ckpt_.at(name).info->n_elements()));
+    return v;
+}
+
 void WeightLoader::read_into(std::string_view name, float* dst, uint64_t n_expected) const {
     const auto& entry = ckpt_.at(name);
     if (entry.info->n_elements() != n_expected)
         throw Error("engine", "tensor '" + std::string(name) + "' has " + std::to_string(entry.info->n_elements()) +
                                   " elements, expected " + std::to_string(n_expected));
+    if (const auto ov = override_of(name); !ov.empty()) {
+        std::copy(ov.begin(), ov.end(), dst);
+        return;
+    }
     entry.file->read_f32(*entry.info, dst);
     const auto* scale = fp8_scale(ckpt_, name, *entry.info);
     if (scale) apply_fp8_scale(*scale, name, entry.info->shape, 0, entry.info->shape[0], dst);
@@ -317,6 +330,18 @@ void WeightLoader::gather_rows(std::string_view name, std::span<const int32_t> i
     const auto& shp = entry.info->shape;
     if (shp.size() != 2) throw Error("engine", "tensor '" + std::string(name) + "' is not 2-D");
     const int64_t rows = shp[0], cols = shp[1];
+    const auto ov = override_of(name);
+    if (!ov.empty()) {
+        out.resize(static_cast<Eigen::Index>(ids.size()), cols);
+        for (size_t i = 0; i < ids.size(); ++i) {
+            if (ids[i] < 0 || ids[i] >= rows)
+                throw Error("engine", "token id " + std::to_string(ids[i]) + " is outside '" + std::string(name) + "' (" +
+                                          std::to_string(rows) + " rows)");
+            std::copy_n(ov.data() + static_cast<size_t>(ids[i]) * static_cast<size_t>(cols), cols,
+                        out.row(static_cast<Eigen::Index>(i)).data());
+        }
+        return;
+    }
     const auto bytes = entry.file->bytes(*entry.info);
     const size_t elem = core::dtype_size(entry.info->dtype);
     const auto* scale = fp8_scale(ckpt_, name, *entry.info);
@@ -342,6 +367,10 @@ void WeightLoader::read_rows(std::string_view name, int64_t row_begin, int64_t n
     if (shp.size() != 2 || row_begin < 0 || row_begin + n > shp[0])
         throw Error("engine", "rows [" + std::to_string(row_begin) + ", " + std::to_string(row_begin + n) +
                                   ") outside tensor '" + std::string(name) + "'");
+    if (const auto ov = override_of(name); !ov.empty()) {
+        std::copy_n(ov.data() + static_cast<size_t>(row_begin * shp[1]), static_cast<size_t>(n * shp[1]), dst);
+        return;
+    }
     const auto bytes = entry.file->bytes(*entry.info);
     const size_t elem = core::dtype_size(entry.info->dtype);
     core::convert_to_f32(entry.info->dtype, bytes.data() + static_cast<size_t>(row_begin * shp[1]) * elem,

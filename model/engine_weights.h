@@ -202,6 +202,8 @@ public:
     // in the resident set layer after layer: peak RSS stays ~ one layer's fp32 weights plus the
     // pages being converted, whatever the depth. Off: pages stay mapped (re-reads fault nothing).
     void set_release_pages(bool on) { release_pages_ = on; }
+    // Values that replace checkpoint tensors in every read above (EngineOptions::overrides).
+    void set_overrides(const WeightOverrides* overrides) { overrides_ = overrides; }
     // At the end of decoder layer il (when release is on): releases the layer's tensors once
     // more, adjacent ranges merged (so pages two of its tensors share go too) and widened to the
     // enclosing 64 KiB-aligned windows. Needed because the kernel's fault-around maps up to
@@ -216,6 +218,8 @@ private:
     MlpWeights load_mlp(const std::string& gate, const std::string& up, const std::string& down, bool bias) const;
     MlpWeights load_lowrank(const ExpertTensorNames& names) const;
     void read_into(std::string_view name, float* dst, uint64_t n_expected) const;
+    // The override of `name` (checked against the checkpoint's element count), or empty.
+    std::span<const float> override_of(std::string_view name) const;
 
     const io::Checkpoint& ckpt_;
     const ArchSpec& arch_;
@@ -223,6 +227,7 @@ private:
     WeightCounter& counter_;
     bool release_pages_ = true;
     Compute compute_ = Compute::kF32;
+    const WeightOverrides* overrides_ = nullptr;
 };
 
 }  // namespace moekit::model::detail

@@ -25,6 +25,14 @@ inline int nearest_int(float fval) {
     return (i & 0x007fffff) - 0x00400000;
 }
 
+// roundf (half away from zero) for |v| < 2^31, inline: the libm call was a third of q8_0's time.
+// v - trunc(v) is exact in float, so the comparison with 0.5 decides exactly as roundf does.
+inline int round_half_away(float v) {
+    const int t = static_cast<int>(v);
+    const float frac = v - static_cast<float>(t);
+    return t + (frac >= 0.5f ? 1 : 0) - (frac <= -0.5f ? 1 : 0);
+}
+
 inline void put_f16(std::byte* dst, float v) {
     uint16_t h = core::f32_to_f16(v);
     std::memcpy(dst, &h, 2);
@@ -44,7 +52,7 @@ void quantize_q8_0(const float* x, std::byte* y, int64_t nb) {
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
         put_f16(y, d);
         auto* qs = reinterpret_cast<int8_t*>(y + 2);
-        for (int j = 0; j < kQK; ++j) qs[j] = static_cast<int8_t>(std::round(x[j] * id));
+        for (int j = 0; j < kQK; ++j) qs[j] = static_cast<int8_t>(round_half_away(x[j] * id));
     }
 }
 void dequantize_q8_0(const std::byte* src, float* y, int64_t nb) {

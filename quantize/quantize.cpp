@@ -1,13 +1,16 @@
 // `moekit quantize` entry point: validation, the GGUF and hf-fake writers (see quantize.h).
 #include "quantize/quantize.h"
 
+#include <fcntl.h>
 #include <omp.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 
@@ -129,23 +132,115 @@ struct RowErrors {
     }
 };
 
-// Quantizes `data` (rows x row_len) row-parallel into `dst` bytes (ggml) and/or fake values.
-void quantize_rows(GgmlType type, const float* data, int64_t rows, int64_t row_len, std::byte* dst, ErrorStats& stats) {
-    const uint64_t row_bytes = ggml_row_bytes(type, row_len);
-    RowErrors errors(rows);
-#pragma omp parallel
-    {
-        std::vector<float> back(static_cast<std::size_t>(row_len));
-#pragma omp for schedule(dynamic, 16)
-        for (int64_t r = 0; r < rows; ++r) {
-            std::byte* out = dst + static_cast<uint64_t>(r) * row_bytes;
-            quantize_row(type, data + r * row_len, out, row_len);
-            dequantize_row(type, out, back.data(), row_len);
-            errors.set(r, data + r * row_len, back.data(), row_len);
+// Rows of a GGUF tensor as fp32, converted straight from the checkpoint's mapped bytes row range
+// by row range, so no whole-tensor fp32 copy is made (except DeepSeek's small split kv_b_proj
+// tensors, built whole). The same values as read_gguf_tensor
+// (gguf_model.cpp): the sources stacked in order, then llama.cpp's Q/K head permutation of rows;
+// tests/unit/test_quantize_rtn_rows.cpp checks that on every fixture GGUF supports.
+class GgufRowSource {
+public:
+    GgufRowSource(const io::Checkpoint& ck, const GgufTensorPlan& t) : row_len_(t.ne[0]), permute_(t.permute_heads) {
+        if (t.layout != TensorLayout::plain) {
+            // DeepSeek's kv_b_proj split (one small tensor per layer): built whole by read_gguf_tensor.
+            whole_ = read_gguf_tensor(ck, t);
+            rows_ = static_cast<int64_t>(whole_.size()) / row_len_;
+            permute_ = 0;
+            return;
+        }
+        int64_t row = 0;
+        for (const auto& name : t.sources) {
+            const auto& e = ck.at(name);
+            const int64_t n = static_cast<int64_t>(e.info->n_elements()) / row_len_;
+            if (n * row_len_ != static_cast<int64_t>(e.info->n_elements()))
+                throw Error("quantize", "tensor " + name + " is not a whole number of rows of " + std::to_string(row_len_));
+            parts_.push_back({e.file->bytes(*e.info), e.info->dtype, row, n});
+            row += n;
+        }
+        rows_ = row;
+        if (permute_ > 0) {
+            half_ = rows_ / permute_ / 2;
+            if (half_ * 2 * permute_ != rows_)
+                throw Error("quantize", "tensor " + t.sources[0] + ": " + std::to_string(rows_) + " rows do not split into " +
+                                            std::to_string(permute_) + " heads");
         }
     }
-    errors.add_to(stats, row_len);
-}
+    int64_t rows() const { return rows_; }
+    // Rows [r0, r0 + n) into dst (n x row_len floats). Thread-safe.
+    void read(int64_t r0, int64_t n, float* dst) const {
+        if (!whole_.empty()) {
+            std::copy_n(whole_.data() + r0 * row_len_, n * row_len_, dst);
+            return;
+        }
+        if (permute_ == 0) return read_stacked(r0, n, dst);
+        for (int64_t r = r0; r < r0 + n; ++r) {  // output row (h, i, s) <- source row (h, s, i)
+            const int64_t h = r / (2 * half_), i = (r % (2 * half_)) / 2, sub = r % 2;
+            read_stacked(h * 2 * half_ + sub * half_ + i, 1, dst + (r - r0) * row_len_);
+        }
+    }
+
+private:
+    struct Part {
+        std::span<const std::byte> bytes;
+        core::DType dtype;
+        int64_t row0, rows;
+    };
+    void read_stacked(int64_t r0, int64_t n, float* dst) const {
+        for (const Part& p : parts_) {
+            const int64_t a = std::max(r0, p.row0), b = std::min(r0 + n, p.row0 + p.rows);
+            if (a >= b) continue;
+            const std::size_t esize = core::dtype_size(p.dtype);
+            core::convert_to_f32(p.dtype, p.bytes.data() + static_cast<std::size_t>((a - p.row0) * row_len_) * esize,
+                                 static_cast<std::size_t>((b - a) * row_len_), dst + (a - r0) * row_len_);
+        }
+    }
+    int64_t row_len_, permute_, rows_ = 0, half_ = 0;
+    std::vector<Part> parts_;
+    std::vector<float> whole_;  // non-plain layouts
+};
+
+// One GGUF tensor's quantization as independent row chunks (GgufTensor::fill_part): each chunk is
+// converted from the source bytes, quantized into the output, and decoded again for the error
+// report while still in cache (one pass over memory). The chunks' statistics are summed in chunk
+// order at the end, so the report does not depend on thread scheduling.
+struct ChunkedQuantizer {
+    GgmlType type;
+    GgufRowSource src;
+    int64_t row_len, chunk, n_chunks;
+    std::vector<ErrorStats> part;
+
+    ChunkedQuantizer(GgmlType t, GgufRowSource s, int64_t len)
+        : type(t), src(std::move(s)), row_len(len),
+          // ~64K values per chunk: big enough to amortize scheduling, small enough for L2.
+          chunk(std::max<int64_t>(1, (int64_t(1) << 16) / len)),
+          n_chunks((src.rows() + chunk - 1) / chunk), part(static_cast<std::size_t>(n_chunks)) {}
+
+    void run(int64_t ic, std::byte* dst) {
+        thread_local std::vector<float> x, back;
+        const int64_t r0 = ic * chunk, n = std::min(chunk, src.rows() - r0);
+        x.resize(static_cast<std::size_t>(n * row_len));
+        back.resize(static_cast<std::size_t>(row_len));
+        src.read(r0, n, x.data());
+        const uint64_t row_bytes = ggml_row_bytes(type, row_len);
+        ErrorStats& st = part[static_cast<std::size_t>(ic)];
+        for (int64_t r = 0; r < n; ++r) {
+            const float* xr = x.data() + r * row_len;
+            std::byte* out = dst + static_cast<uint64_t>(r0 + r) * row_bytes;
+            quantize_row(type, xr, out, row_len);
+            dequantize_row(type, out, back.data(), row_len);
+            st.add(xr, back.data(), row_len);
+        }
+    }
+    ErrorStats total() const {
+        ErrorStats s;
+        for (const ErrorStats& p : part) {
+            s.sum_x2 += p.sum_x2;
+            s.sum_e2 += p.sum_e2;
+            s.max_abs = std::max(s.max_abs, p.max_abs);
+            s.n += p.n;
+        }
+        return s;
+    }
+};
 
 void fake_rows(const Resolved& q, float* data, int64_t rows, int64_t row_len, ErrorStats& stats) {
     RowErrors errors(rows);
@@ -174,6 +269,55 @@ void fill_report(TensorReport& t, const ErrorStats& s) {
     t.rel_rmse = s.rel_rmse();
     t.max_abs_error = s.max_abs;
 }
+
+// GPTQ's quantized tensors, spilled to an unnamed temporary file beside the output as they come
+// (GptqModelOptions::sink) and read back by the writer: the model's quantized weights are never
+// all in memory at once.
+class FloatSpill {
+public:
+    explicit FloatSpill(const fs::path& dir) {
+        fd_ = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        if (fd_ < 0) {  // file systems without O_TMPFILE: a named file, unlinked at once
+            std::string templ = (dir / ".moekit-gptq-XXXXXX").string();
+            fd_ = ::mkostemp(templ.data(), O_CLOEXEC);
+            if (fd_ >= 0) ::unlink(templ.c_str());
+        }
+        if (fd_ < 0) throw Error("quantize", "cannot create a temporary file in " + dir.string());
+    }
+    ~FloatSpill() { ::close(fd_); }
+    FloatSpill(const FloatSpill&) = delete;
+    FloatSpill& operator=(const FloatSpill&) = delete;
+
+    void put(const std::string& name, const std::vector<float>& v) {
+        transfer(::pwrite, const_cast<float*>(v.data()), v.size(), end_, name);
+        where_[name] = {end_, v.size()};
+        end_ += v.size() * sizeof(float);
+    }
+    bool has(const std::string& name) const { return where_.count(name) > 0; }
+    std::vector<float> get(const std::string& name) const {
+        const auto [off, n] = where_.at(name);
+        std::vector<float> v(n);
+        transfer(::pread, v.data(), n, off, name);
+        return v;
+    }
+
+private:
+    template <class F>
+    void transfer(F f, float* p, std::size_t n, uint64_t off, const std::string& name) const {
+        auto* b = reinterpret_cast<char*>(p);
+        std::size_t left = n * sizeof(float);
+        while (left > 0) {
+            const ssize_t k = f(fd_, b, left, static_cast<off_t>(off));
+            if (k <= 0) throw Error("quantize", "temporary GPTQ file: cannot read/write tensor " + name);
+            b += k;
+            off += static_cast<uint64_t>(k);
+            left -= static_cast<std::size_t>(k);
+        }
+    }
+    int fd_ = -1;
+    uint64_t end_ = 0;
+    std::map<std::string, std::pair<uint64_t, std::size_t>> where_;
+};
 
 fs::path sidecar_json(const fs::path& gguf) {
     fs::path p = gguf;
@@ -286,6 +430,7 @@ QuantizeResult quantize(const QuantizeOptions& options) {
         add_gguf_tokenizer(w, options.model_dir, ck.config());
         w.set("general.quantized_by", io::GgufValue::str("moekit " + options.tool_version));
         res.tensors.reserve(plan.tensors.size());
+        std::mutex progress_mutex;
         for (const auto& t : plan.tensors) {
             TensorReport rep;
             rep.name = t.name;
@@ -317,13 +462,19 @@ QuantizeResult quantize(const QuantizeOptions& options) {
             gt.ne = t.ne;
             gt.ggml_type = static_cast<uint32_t>(type);
             gt.nbytes = rep.bytes;
-            gt.fill = [&, t, type, idx](std::byte* dst) {
-                progress(static_cast<double>(idx) / static_cast<double>(res.tensors.size()), t.name);
-                const std::vector<float> data = read_gguf_tensor(ck, t);
-                ErrorStats stats;
-                quantize_rows(type, data.data(), t.rows(), t.ne[0], dst, stats);
-                fill_report(res.tensors[idx], stats);
-                for (const auto& s : t.sources) ck.release(s);
+            auto cq = std::make_shared<ChunkedQuantizer>(type, GgufRowSource(ck, t), t.ne[0]);
+            gt.n_parts = cq->n_chunks;
+            gt.fill = [](std::byte*) {};  // used only for a tensor without rows
+            gt.fill_part = [&, cq, idx, name = t.name](int64_t part, std::byte* dst) {
+                if (part == 0) {
+                    const std::lock_guard<std::mutex> lock(progress_mutex);
+                    progress(static_cast<double>(idx) / static_cast<double>(res.tensors.size()), name);
+                }
+                cq->run(part, dst);
+            };
+            gt.done = [&, cq, idx, sources = t.sources] {
+                fill_report(res.tensors[idx], cq->total());
+                for (const auto& s : sources) ck.release(s);
             };
             w.add_tensor(std::move(gt));
         }
@@ -391,7 +542,7 @@ QuantizeResult quantize(const QuantizeOptions& options) {
             res.notes.push_back(buf + cands);
         }
         // GPTQ first (it needs every other quantized tensor of the earlier layers).
-        std::map<std::string, std::vector<float>> gptq_weights;
+        std::unique_ptr<FloatSpill> gptq_weights;
         if (options.method == "gptq" && !options.dry_run) {
             std::set<std::string> expert_names;
             for (int64_t il = 0; il < c.n_layer; ++il)
@@ -412,7 +563,8 @@ QuantizeResult quantize(const QuantizeOptions& options) {
             go.min_expert_tokens = options.min_expert_tokens;
             go.calib = options.calib;
             go.batch_tokens = options.batch_tokens;
-            go.scratch_dir = fs::absolute(options.out).parent_path();
+            gptq_weights = std::make_unique<FloatSpill>(fs::absolute(options.out).parent_path());
+            go.sink = [&](const std::string& n, std::vector<float>&& v) { gptq_weights->put(n, v); };
             go.threads = options.threads;
             std::map<std::string, int64_t> cols_of;
             for (const auto& n : rtn_names) cols_of[n] = ck.at(n).info->shape[1];
@@ -422,11 +574,11 @@ QuantizeResult quantize(const QuantizeOptions& options) {
             };
             go.progress = [&](double f, const std::string& what) { progress(0.9 * f, what); };
             GptqModelResult gr = gptq_model(ck, rtn_names, go);
-            gptq_weights = std::move(gr.weights);
             res.gptq_experts = std::move(gr.experts);
             res.calib_tokens = gr.calib_tokens;
             res.gptq_passes = gr.passes;
             res.gptq_layer_seconds = gr.layer_seconds;
+            res.gptq_layer_wall_seconds = gr.layer_wall_seconds;
             int64_t starved = 0;
             for (const auto& e : res.gptq_experts) starved += e.starved ? 1 : 0;
             res.notes.push_back("GPTQ (" + options.hessian + " Hessian) on the routed experts; attention, shared experts, "
@@ -476,9 +628,10 @@ QuantizeResult quantize(const QuantizeOptions& options) {
                 progress(static_cast<double>(idx) / static_cast<double>(res.tensors.size()), name);
                 std::vector<float> data = ck.read_f32(name);
                 ErrorStats stats;
-                if (auto g = gptq_weights.find(name); g != gptq_weights.end()) {
-                    stats.add(data.data(), g->second.data(), static_cast<int64_t>(data.size()));
-                    data = g->second;
+                if (gptq_weights && gptq_weights->has(name)) {
+                    std::vector<float> g = gptq_weights->get(name);
+                    stats.add(data.data(), g.data(), static_cast<int64_t>(data.size()));
+                    data = std::move(g);
                 } else {
                     fake_rows(rq, data.data(), rows, cols, stats);
                 }

@@ -96,8 +96,9 @@ struct QuantizeResult {
     double wall_s = 0, quantize_s = 0;
     // GPTQ.
     std::vector<GptqExpertReport> gptq_experts;
-    int64_t calib_tokens = 0, gptq_passes = 0;
-    std::vector<double> gptq_layer_seconds;
+    int64_t calib_tokens = 0, gptq_passes = 0;  // gptq_passes: layer passes over the calibration set
+    std::vector<double> gptq_layer_seconds;       // GPTQ compute per MoE layer
+    std::vector<double> gptq_layer_wall_seconds;  // per MoE layer: calibration pass + GPTQ + propagation
     std::vector<ExpertProfile> mixed;     // mixed precision: per-expert factors and bits
     double expert_avg_bits = 0;           // mixed precision: achieved average over routed experts
     std::vector<ProjectionProfile> mixed_gguf;  // mixed precision in GGUF: per layer-projection

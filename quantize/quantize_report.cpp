@@ -45,8 +45,9 @@ nlohmann::ordered_json make_moekit_json(const QuantizeResult& r) {
     if (r.options.method == "gptq") {
         j["params"]["gptq"] = {{"hessian", r.options.hessian}, {"damp", r.options.damp}, {"act_order", r.options.act_order},
                                {"block_size", 128}, {"min_expert_tokens", r.options.min_expert_tokens},
-                               {"calib_tokens", r.calib_tokens}, {"forward_passes", r.gptq_passes}};
+                               {"calib_tokens", r.calib_tokens}, {"layer_passes", r.gptq_passes}};
         j["gptq_layer_seconds"] = r.gptq_layer_seconds;
+        j["gptq_layer_wall_seconds"] = r.gptq_layer_wall_seconds;
         auto& ex = j["gptq_experts"] = nlohmann::ordered_json::array();
         for (const auto& e : r.gptq_experts)
             ex.push_back({{"layer", e.layer}, {"expert", e.expert}, {"tokens", e.tokens}, {"starved", e.starved},

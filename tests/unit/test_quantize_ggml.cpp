@@ -51,6 +51,9 @@ std::vector<std::vector<float>> cases(int64_t n) {
     make([&] { return 3e4f * normal(rng); });              // near the fp16 range
     // Sparse blocks: mostly zero with a few spikes (zero sub-block scales inside a super-block).
     make([&] { return uni(rng) < 0.05f ? 10.f * normal(rng) : 0.f; });
+    // Exact ties for Q8_0's rounding: every block holds 127 (so d = 1) and half-integers.
+    int64_t i = 0;
+    make([&] { const int64_t j = i++; return j % 32 == 0 ? 127.f : static_cast<float>(j % 254 - 127) + 0.5f; });
     return out;
 }
 
