@@ -18,6 +18,7 @@
 #include "io/tokenizer.h"
 #include "model/corpus.h"
 #include "model/engine.h"
+#include "model/eval_exp.h"
 
 namespace moekit::model {
 
@@ -103,7 +104,8 @@ struct RowSoftmax {
         } else {
             mx = xs.maxCoeff();  // vectorized; the same value as the scan above
         }
-        e = (xs - mx).exp();
+        e.resize(n);
+        detail::exp_shifted(x, n, mx, e.data());
         sum = sum_f64(e.data(), n);
         lse = static_cast<double>(mx) + std::log(sum);
     }
@@ -120,6 +122,22 @@ double percentile(std::vector<float> values, double q) {
 
 
 }  // namespace
+
+namespace detail {
+
+void exp_shifted_base(const float* x, int64_t n, float mx, float* e) {
+    Eigen::Map<Eigen::ArrayXf>(e, n) = (Eigen::Map<const Eigen::ArrayXf>(x, n) - mx).exp();
+}
+
+void exp_shifted(const float* x, int64_t n, float mx, float* e) {
+    static const bool avx2 = exp_shifted_avx2_available();
+    if (avx2)
+        exp_shifted_avx2(x, n, mx, e);
+    else
+        exp_shifted_base(x, n, mx, e);
+}
+
+}  // namespace detail
 
 double DomainResult::ppl() const { return std::exp(mean_nll()); }
 double EvalReport::tokens_per_s() const { return eval_s > 0 ? static_cast<double>(total.tokens) / eval_s : 0.0; }
