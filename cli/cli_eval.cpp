@@ -2,6 +2,10 @@
 // top-1 / routing agreement against a reference model.
 #include <unistd.h>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include <cstdio>
 #include <iostream>
 
@@ -62,7 +66,24 @@ model::EvalOptions eval_options(const EvalCommand& command) {
     return options;
 }
 
+namespace {
+
+// The engine allocates and frees per-layer activations (a few MB each) many times per batch.
+// glibc serves blocks above its mmap threshold with fresh mmaps, and trims the heap top on free,
+// so every such matrix was faulted in (and zeroed by the kernel) again: ~15 % of `eval` on the
+// demo model (perf: clear_page / page faults / memset). Keep freed memory for reuse instead; the
+// peak footprint is unchanged (it is the peak of what is live), blocks over 32 MiB are still mmapped.
+void keep_freed_heap() {
+#if defined(__GLIBC__)
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 512 << 20);
+#endif
+}
+
+}  // namespace
+
 int run_eval(const EvalCommand& command) {
+    keep_freed_heap();
     const std::string device = apply_common_options(command.common);
     require_directory(command.model_dir, "MODEL_DIR");
     if (!command.ref_dir.empty()) require_directory(command.ref_dir, "--ref");
