@@ -379,6 +379,23 @@ RunResult run(const RunOptions& options, const StepRunner& runner) {
     bool stopped = false;
     int64_t passed = 0, forward_tokens = 0, reused = 0;
     const int threads = options.threads > 0 ? options.threads : std::max(1, omp_get_max_threads());
+    // The summary as it stands (also written when a step fails); the full reports live in
+    // steps/<name>.json, the summary keeps their metrics.
+    auto finish_summary = [&](bool ok, int exit_code, Json top) {
+        for (auto& rec : step_records) rec.erase("report");
+        summary["ok"] = ok;
+        summary["exit_code"] = exit_code;
+        summary["asserts_total"] = asserts_total;
+        summary["asserts_passed"] = passed;
+        summary["calibration"] = {{"dir", cache.dir().string()},
+                                  {"reuse_calibration", options.reuse_calibration},
+                                  {"forward_tokens", forward_tokens},
+                                  {"reused_entries", reused},
+                                  {"shared_passes", std::move(shared_passes)}};
+        summary["steps"] = std::move(step_records);
+        summary["asserts"] = std::move(top);
+        summary["timing"] = {{"wall_s", core::seconds_since(t_start)}};
+    };
     for (size_t si = 0; si < steps.size(); ++si) {
         PlannedStep& p = steps[si];
         Json rec{{"name", p.name}, {"kind", p.kind}, {"line", p.step->line}, {"input", p.input.string()}};
@@ -393,7 +410,7 @@ RunResult run(const RunOptions& options, const StepRunner& runner) {
         }
         if (!fs::exists(p.input, ec))
             throw Error("recipe", recipe.where(p.step->line) + ": step '" + p.name + "': input '" + p.input.string() + "' does not exist");
-        if (calibrations[si] && !options.dry_run) {
+        if (calibrations[si]) {
             const std::string group = calibration_group(p.input, *calibrations[si]);
             std::vector<size_t> members;
             for (size_t j = si; j < steps.size(); ++j)
@@ -416,10 +433,7 @@ RunResult run(const RunOptions& options, const StepRunner& runner) {
             rec["error"] = e.what();
             rec["asserts"] = Json::array();
             step_records.push_back(std::move(rec));
-            summary["ok"] = false;
-            summary["exit_code"] = 1;
-            summary["steps"] = std::move(step_records);
-            summary["calibration"] = {{"dir", cache.dir().string()}, {"shared_passes", std::move(shared_passes)}};
+            finish_summary(false, 1, Json::array());
             write_atomically(result.run_dir / "summary.json", summary.dump(2) + "\n");
             throw Error("run", recipe.where(p.line_for(e.what())) + ": step '" + p.name + "' failed: " + e.what());
         }
@@ -433,12 +447,13 @@ RunResult run(const RunOptions& options, const StepRunner& runner) {
                 reused += c.value("source", std::string()) == "reused" ? 1 : 0;
             }
         }
+        // Profile writes a report, not a model: only model outputs have a size to compare.
+        const bool sized = !p.output.empty() && p.kind != "profile";
         const uint64_t in_bytes = stored_bytes(p.input);
-        const uint64_t out_bytes = p.output.empty() || p.kind == "profile" ? 0 : stored_bytes(p.output);
+        const uint64_t out_bytes = sized ? stored_bytes(p.output) : 0;
         rec["sizes"] = {{"input_bytes", in_bytes}};
-        rec["sizes"]["output_bytes"] = p.output.empty() || p.kind == "profile" ? Json(nullptr) : Json(out_bytes);
-        rec["sizes"]["ratio"] = p.output.empty() || p.kind == "profile" || in_bytes == 0
-                                    ? Json(nullptr) : Json(static_cast<double>(out_bytes) / static_cast<double>(in_bytes));
+        rec["sizes"]["output_bytes"] = sized ? Json(out_bytes) : Json(nullptr);
+        rec["sizes"]["ratio"] = sized && in_bytes > 0 ? Json(static_cast<double>(out_bytes) / static_cast<double>(in_bytes)) : Json(nullptr);
         rec["timing"] = {{"wall_s", wall}};
         rec["resources"] = {{"peak_rss_bytes", peak_rss_bytes()}};
         rec["report_file"] = (result.run_dir / "steps" / (p.name + ".json")).string();
@@ -470,20 +485,7 @@ RunResult run(const RunOptions& options, const StepRunner& runner) {
             if (top.back()["holds"].get<bool>()) ++passed;
             else result.asserts_hold = false;
         }
-    // The full reports live in steps/<name>.json; the summary keeps their metrics.
-    for (auto& rec : step_records) rec.erase("report");
-    summary["ok"] = result.asserts_hold;
-    summary["exit_code"] = result.exit_code();
-    summary["asserts_total"] = asserts_total;
-    summary["asserts_passed"] = passed;
-    summary["calibration"] = {{"dir", cache.dir().string()},
-                              {"reuse_calibration", options.reuse_calibration},
-                              {"forward_tokens", forward_tokens},
-                              {"reused_entries", reused},
-                              {"shared_passes", std::move(shared_passes)}};
-    summary["steps"] = std::move(step_records);
-    summary["asserts"] = std::move(top);
-    summary["timing"] = {{"wall_s", core::seconds_since(t_start)}};
+    finish_summary(result.asserts_hold, result.exit_code(), std::move(top));
     result.summary = summary;
     if (!options.dry_run) {
         result.markdown = markdown(summary);
