@@ -129,9 +129,7 @@ public:
         recorder_.begin_batch(sequences, domains);
     }
     void save(model::CalibrationCache& cache, const std::string& key) override {
-        const fs::path path = cache.path(kTraceKind, key);
-        fs::create_directories(path.parent_path());
-        save_trace(trace_, path);
+        save_trace(trace_, cache.writable_path(kTraceKind, key));
     }
 
 private:
@@ -157,8 +155,8 @@ Recorded record(const ProfileOptions& options, int threads) {
     std::string key;
     if (options.calib_cache != nullptr && dist::size() == 1) {
         key = options.calib_cache->key(ckpt, corpus, kTraceKind, trace_params(options, t.logit_sample_stride));
-        const fs::path saved = options.calib_cache->path(kTraceKind, key);
-        if (fs::is_regular_file(saved)) {
+        if (options.calib_cache->contains(kTraceKind, key)) {
+            const fs::path saved = options.calib_cache->path(kTraceKind, key);
             const std::string name = t.model_name;
             t = load_trace(saved);
             t.model_name = name;
@@ -206,8 +204,7 @@ Recorded record(const ProfileOptions& options, int threads) {
         for (const auto& q : seqs) out.calibration.forward_tokens += static_cast<int64_t>(q.size());
     }
     if (options.calib_cache != nullptr && dist::size() == 1 && out.calibration.source != "reused") {
-        const fs::path saved = options.calib_cache->path(kTraceKind, key);
-        fs::create_directories(saved.parent_path());
+        const fs::path saved = options.calib_cache->writable_path(kTraceKind, key);
         save_trace(t, saved);
         out.calibration.source = "computed+saved";
         out.calibration.file = saved.string();

@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -11,6 +12,7 @@
 
 #include <xxhash.h>
 
+#include "core/clock.h"
 #include "core/error.h"
 
 namespace moekit::model {
@@ -24,47 +26,56 @@ std::string hex64(uint64_t v) {
     return buf;
 }
 
+// A streaming XXH3-64 state, freed however the hashing ends.
+class Xxh3 {
+public:
+    Xxh3() : state_(XXH3_createState()) {
+        if (state_ == nullptr) throw InternalError("calibration", "XXH3_createState failed");
+        XXH3_64bits_reset(state_);
+    }
+    ~Xxh3() { XXH3_freeState(state_); }
+    Xxh3(const Xxh3&) = delete;
+    Xxh3& operator=(const Xxh3&) = delete;
+    void update(const void* data, size_t n) { XXH3_64bits_update(state_, data, n); }
+    uint64_t digest() const { return XXH3_64bits_digest(state_); }
+
+private:
+    XXH3_state_t* state_;
+};
+
 // XXH3 over config.json and every safetensors file of the checkpoint, in shard order.
 uint64_t hash_model(const io::Checkpoint& checkpoint) {
-    XXH3_state_t* state = XXH3_createState();
-    if (state == nullptr) throw InternalError("calibration", "XXH3_createState failed");
-    XXH3_64bits_reset(state);
+    Xxh3 h;
     std::ifstream config(checkpoint.dir() / "config.json", std::ios::binary);
     const std::string bytes((std::istreambuf_iterator<char>(config)), std::istreambuf_iterator<char>());
-    XXH3_64bits_update(state, bytes.data(), bytes.size());
+    h.update(bytes.data(), bytes.size());
     for (const auto& shard : checkpoint.shards()) {
         const io::MappedFile file(shard->path());
         // In 64 MiB steps, giving pages back as we go so hashing a large model stays small in RSS.
         constexpr uint64_t step = uint64_t{64} << 20;
         for (uint64_t at = 0; at < file.size(); at += step) {
             const uint64_t n = std::min(step, file.size() - at);
-            XXH3_64bits_update(state, file.data() + at, n);
+            h.update(file.data() + at, n);
             file.release(at, at + n);
         }
     }
-    const uint64_t h = XXH3_64bits_digest(state);
-    XXH3_freeState(state);
-    return h;
+    return h.digest();
 }
 
 uint64_t hash_corpus(const Corpus& corpus, std::string_view kind, const nlohmann::json& params, uint64_t model) {
-    XXH3_state_t* state = XXH3_createState();
-    if (state == nullptr) throw InternalError("calibration", "XXH3_createState failed");
-    XXH3_64bits_reset(state);
-    XXH3_64bits_update(state, &model, sizeof(model));
-    XXH3_64bits_update(state, kind.data(), kind.size());
+    Xxh3 h;
+    h.update(&model, sizeof(model));
+    h.update(kind.data(), kind.size());
     const std::string p = params.dump();  // nlohmann::json sorts object keys: canonical
-    XXH3_64bits_update(state, p.data(), p.size());
-    XXH3_64bits_update(state, &corpus.seq_len, sizeof(corpus.seq_len));
+    h.update(p.data(), p.size());
+    h.update(&corpus.seq_len, sizeof(corpus.seq_len));
     for (size_t w = 0; w < corpus.windows.size(); ++w) {
         const std::vector<int32_t> ids = corpus.window_ids(w);
         const int64_t n = static_cast<int64_t>(ids.size());
-        XXH3_64bits_update(state, &n, sizeof(n));
-        XXH3_64bits_update(state, ids.data(), ids.size() * sizeof(int32_t));
+        h.update(&n, sizeof(n));
+        h.update(ids.data(), ids.size() * sizeof(int32_t));
     }
-    const uint64_t h = XXH3_64bits_digest(state);
-    XXH3_freeState(state);
-    return h;
+    return h.digest();
 }
 
 template <class T>
@@ -172,9 +183,8 @@ SharedPass run_shared_pass(CalibrationCache& cache, const io::Checkpoint& checkp
     std::vector<std::string> keys;
     for (CalibrationSink* sink : sinks) {
         const std::string key = cache.key(checkpoint, corpus, sink->kind(), sink->params());
-        bool duplicate = false;
-        for (size_t i = 0; i < todo.size(); ++i) duplicate = duplicate || (keys[i] == key && todo[i]->kind() == sink->kind());
-        if (duplicate || cache.contains(sink->kind(), key)) continue;
+        // The key covers the kind: an equal key is the same statistic (two prunes of one model).
+        if (std::find(keys.begin(), keys.end(), key) != keys.end() || cache.contains(sink->kind(), key)) continue;
         if (!todo.empty() && sink->batch_tokens() != todo.front()->batch_tokens())
             throw InternalError("calibration", "a shared pass needs one batch size");
         todo.push_back(sink);
@@ -185,7 +195,7 @@ SharedPass run_shared_pass(CalibrationCache& cache, const io::Checkpoint& checkp
     const auto t0 = std::chrono::steady_clock::now();
     pass.tokens = run_pass(engine, corpus, todo, progress);
     for (size_t i = 0; i < todo.size(); ++i) todo[i]->save(cache, keys[i]);
-    pass.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    pass.seconds = core::seconds_since(t0);
     return pass;
 }
 
@@ -214,12 +224,17 @@ CalibrationUse calibrate(CalibrationCache* cache, const io::Checkpoint& checkpoi
     return use;
 }
 
-fs::path CalibrationCache::save(std::string_view kind, const std::string& key,
-                                const std::vector<io::TensorSource>& tensors) const {
+fs::path CalibrationCache::writable_path(std::string_view kind, const std::string& key) const {
     std::error_code ec;
     fs::create_directories(dir_, ec);
     if (ec) throw Error("calibration", "cannot create " + dir_.string() + ": " + ec.message());
-    const fs::path final_path = path(kind, key);
+    return path(kind, key);
+}
+
+fs::path CalibrationCache::save(std::string_view kind, const std::string& key,
+                                const std::vector<io::TensorSource>& tensors) const {
+    const fs::path final_path = writable_path(kind, key);
+    std::error_code ec;
     const fs::path tmp = final_path.string() + ".tmp-" + std::to_string(::getpid());
     io::write_safetensors(tmp, tensors, {{"moekit_calibration", std::string(kind)}, {"key", key}});
     fs::rename(tmp, final_path, ec);

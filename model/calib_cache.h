@@ -57,6 +57,8 @@ public:
                     const nlohmann::json& params);
 
     std::filesystem::path path(std::string_view kind, const std::string& key) const;
+    // path(), with the cache directory created: for entries written by their own writer (traces).
+    std::filesystem::path writable_path(std::string_view kind, const std::string& key) const;
     // The entry, or nullopt when absent. Throws Error("calibration") for an entry that exists
     // but is not a moekit calibration file of this kind and key.
     std::optional<io::SafetensorsFile> find(std::string_view kind, const std::string& key) const;
