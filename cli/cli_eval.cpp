@@ -11,6 +11,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "cuda/device_ops.h"
 #include "model/eval.h"
 
 namespace moekit::cli {
@@ -40,6 +41,9 @@ CLI::App* add_eval(CLI::App& app, EvalCommand& command) {
         "norms, RoPE, attention scores, the router, softmax and the NLL stay fp32. The --ref model always\n"
         "runs in fp32, so\n"
         "`--compute bf16 --ref MODEL_DIR` measures what bf16 changes (KL, top-1, routing agreement).\n\n"
+        "Device (--device): cuda runs the decoder layers and the lm_head on GPU 0 (cuBLAS; weights uploaded\n"
+        "layer by layer, hidden states kept on the GPU; with --compute bf16 the GEMM weights are bf16 there);\n"
+        "auto picks the GPU when one is usable; routing decisions and the NLL are computed on the host.\n\n"
         "Examples:\n"
         "  moekit eval assets/demo-moe --data assets/corpus/eval/en.txt,assets/corpus/eval/code-py.txt\n"
         "  moekit eval pruned/ --data en=eval.txt,code=code.jsonl --ref original/ --json\n"
@@ -87,9 +91,9 @@ int run_eval(const EvalCommand& command) {
     const std::string device = apply_common_options(command.common);
     require_directory(command.model_dir, "MODEL_DIR");
     if (!command.ref_dir.empty()) require_directory(command.ref_dir, "--ref");
-    if (device == "cuda" && command.common.device == "cuda") std::cerr << "moekit: note: eval runs on the CPU engine\n";
 
-    const model::EvalOptions options = eval_options(command);
+    model::EvalOptions options = eval_options(command);
+    if (device == "cuda") options.device = backend::make_cuda_ops(0);
     const model::EvalReport report = model::evaluate(options);
     if (command.common.json)
         std::cout << model::to_json(report).dump(2) << "\n";

@@ -28,6 +28,7 @@
 #include "core/error.h"
 #include "core/gemm_bf16.h"
 #include "model/attention.h"
+#include "model/engine_device.h"
 #include "model/engine_extras.h"
 #include "model/engine_linalg.h"
 #include "model/engine_weights.h"
@@ -41,6 +42,20 @@ using namespace detail;
 namespace {
 
 constexpr int64_t kHeadBlockRows = 256;
+
+ObserverSets split_observers(std::span<Observer* const> observers) {
+    ObserverSets obs;
+    for (Observer* o : observers) {
+        if (!o) continue;
+        const uint32_t s = o->sites();
+        if (s & kSiteRouter) obs.router.push_back(o);
+        if (s & kSiteExpert) obs.expert.push_back(o);
+        if (s & kSiteAllExperts) obs.all_experts.push_back(o);
+        if (s & kSiteMoeBlock) obs.moe_block.push_back(o);
+        if (s & kSiteLayer) obs.layer.push_back(o);
+    }
+    return obs;
+}
 
 }  // namespace
 
@@ -68,6 +83,7 @@ struct Engine::Impl {
     std::unique_ptr<WeightLoader> head_loader;
     mutable std::mutex head_mutex;
     mutable std::optional<Weight> head_cache;
+    std::unique_ptr<DeviceForward> device;  // EngineOptions::device; null on the CPU
 
     explicit Impl(const io::Checkpoint& c) : ckpt(c) {}
 };
@@ -97,11 +113,17 @@ Engine::Engine(const io::Checkpoint& checkpoint, EngineOptions options) : impl_(
     m.head_loader = std::make_unique<WeightLoader>(checkpoint, *m.arch, m.mc, m.head_counter);
     m.loader->set_release_pages(options.release_mapped_pages);
     m.head_loader->set_release_pages(options.release_mapped_pages);
-    if (options.compute == Compute::kBf16 && !core::bf16::available())
-        throw Error("engine", "--compute bf16 needs the bf16 GEMM backend: " + core::bf16::describe() +
-                                  " (this build has none; install libdnnl-dev and rebuild)");
-    m.loader->set_compute(options.compute);
-    m.head_loader->set_compute(options.compute);
+    if (options.device) {
+        // The device keeps its own bf16 copies; the host loader always hands over fp32.
+        m.device = std::make_unique<DeviceForward>(options.device, m.mc, m.extras, *m.loader, m.eps,
+                                                   options.compute == Compute::kBf16, m.n_threads);
+    } else {
+        if (options.compute == Compute::kBf16 && !core::bf16::available())
+            throw Error("engine", "--compute bf16 needs the bf16 GEMM backend: " + core::bf16::describe() +
+                                      " (this build has none; install libdnnl-dev and rebuild)");
+        m.loader->set_compute(options.compute);
+        m.head_loader->set_compute(options.compute);
+    }
     m.loader->set_overrides(options.overrides);
     m.head_loader->set_overrides(options.overrides);
 }
@@ -179,15 +201,13 @@ void Engine::forward_layer(const ForwardBatch& batch, int64_t il, Matrix& h, std
                                   std::to_string(h.cols()) + ", expected " + std::to_string(layout.n_tokens()) + " x " +
                                   std::to_string(mc.d_model));
 
-    ObserverSets obs;
-    for (Observer* o : observers) {
-        if (!o) continue;
-        const uint32_t s = o->sites();
-        if (s & kSiteRouter) obs.router.push_back(o);
-        if (s & kSiteExpert) obs.expert.push_back(o);
-        if (s & kSiteAllExperts) obs.all_experts.push_back(o);
-        if (s & kSiteMoeBlock) obs.moe_block.push_back(o);
-        if (s & kSiteLayer) obs.layer.push_back(o);
+    const ObserverSets obs = split_observers(observers);
+    if (m.device) {
+        const DeviceBatch db = m.device->prepare(layout, bd.positions, bd.rope);
+        backend::DeviceMatrix hd = m.device->ops().upload(h.data(), h.rows(), h.cols());
+        m.device->forward_layer(db, il, hd, obs);
+        m.device->ops().download(hd, h.data());
+        return;
     }
 
     Matrix x, branch, h_in;
@@ -234,6 +254,17 @@ Matrix Engine::forward_hidden(const std::vector<std::vector<int32_t>>& sequences
                               std::span<Observer* const> observers) const {
     const ForwardBatch batch = prepare(sequences);
     Matrix h = embed(batch);
+    if (const DeviceForward* dev = impl_->device.get()) {
+        // The hidden states stay on the device from the embedding to the final norm.
+        const ObserverSets obs = split_observers(observers);
+        const ForwardBatch::Data& bd = *batch.d_;
+        const DeviceBatch db = dev->prepare(bd.layout, bd.positions, bd.rope);
+        backend::DeviceMatrix hd = dev->ops().upload(h.data(), h.rows(), h.cols());
+        for (int64_t il = 0; il < impl_->mc.n_layer; ++il) dev->forward_layer(db, il, hd, obs);
+        dev->final_norm(hd);
+        dev->ops().download(hd, h.data());
+        return h;
+    }
     for (int64_t il = 0; il < impl_->mc.n_layer; ++il) forward_layer(batch, il, h, observers);
     final_norm(h);
     return h;
@@ -252,6 +283,11 @@ Matrix Engine::logits(const Matrix& hidden, int64_t row_begin, int64_t n_rows) c
     Matrix out(n_rows, V);
     if (n_rows == 0) return out;
 
+    if (m.device) {
+        std::lock_guard<std::mutex> lock(m.head_mutex);
+        const Matrix block = rows;
+        return m.device->logits(block, V, [&](float* dst) { m.head_loader->read_rows(m.head_name, 0, V, dst); });
+    }
     if (uint64_t(V) * uint64_t(d) * sizeof(float) <= m.head_cache_max_bytes) {
         std::lock_guard<std::mutex> lock(m.head_mutex);
         if (!m.head_cache) {

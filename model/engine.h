@@ -17,6 +17,7 @@
 
 #include <Eigen/Core>
 
+#include "cuda/device_ops.h"
 #include "io/checkpoint.h"
 #include "model/arch.h"
 
@@ -137,6 +138,12 @@ struct EngineOptions {
     bool release_mapped_pages = true;
     // Not owned; must outlive the engine. nullptr: every tensor comes from the checkpoint.
     const WeightOverrides* overrides = nullptr;
+    // Where the decoder layers run: nullptr = the CPU engine (the reference); otherwise a
+    // compute device (backend::make_cuda_ops for a GPU). On a device the hidden states stay
+    // there between layers, weights are uploaded layer by layer (routed experts after routing),
+    // routing decisions are made on the host by the same code, and Compute::kBf16 keeps the GEMM
+    // weights in bf16 on the device (no oneDNN needed). Observers receive host copies.
+    std::shared_ptr<backend::DeviceOps> device = nullptr;
 };
 
 // A set of sequences prepared for the layer-by-layer forward: their token layout, positions and

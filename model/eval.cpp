@@ -154,6 +154,7 @@ EvalReport evaluate(const EvalOptions& options) {
     const io::Checkpoint ckpt = io::Checkpoint::open(options.model_dir);
     EngineOptions engine_options{report.threads};
     engine_options.compute = options.compute;
+    engine_options.device = options.device;
     const Engine engine(ckpt, engine_options);
     const ModelConfig& mc = engine.config();
     report.model_type = mc.model_type;
@@ -169,7 +170,10 @@ EvalReport evaluate(const EvalOptions& options) {
     std::optional<ExpertMap> expert_map;
     if (options.ref_dir) {
         ref_ckpt.emplace(io::Checkpoint::open(*options.ref_dir));
-        ref_engine = std::make_unique<Engine>(*ref_ckpt, EngineOptions{report.threads});
+        EngineOptions ref_options;  // always fp32, on the same device
+        ref_options.threads = report.threads;
+        ref_options.device = options.device;
+        ref_engine = std::make_unique<Engine>(*ref_ckpt, ref_options);
         const ModelConfig& rc = ref_engine->config();
         if (rc.vocab_size != mc.vocab_size)
             throw Error("eval", "vocabulary mismatch: MODEL_DIR '" + options.model_dir.string() + "' has vocab_size " +

@@ -47,6 +47,9 @@ struct EvalOptions {
     // Matmul precision of MODEL_DIR's engine (EngineOptions::compute). The reference model always
     // runs in fp32, so `--compute bf16 --ref MODEL_DIR` measures what bf16 compute changes.
     Compute compute = Compute::kF32;
+    // Where both engines run (EngineOptions::device): nullptr = the CPU; the CLI passes
+    // backend::make_cuda_ops for --device cuda. bf16 compute on a device needs no oneDNN.
+    std::shared_ptr<backend::DeviceOps> device = nullptr;
     // Called on the calling thread: fraction done in [0, 1] and a short description.
     std::function<void(double, const std::string&)> progress;
 };

@@ -15,6 +15,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
+std::string gemm_backend(const EvalOptions& o) {
+    if (o.device) return o.compute == Compute::kBf16 ? "cuBLAS GemmEx bf16 x bf16 -> fp32" : "cuBLAS sgemm (fp32)";
+    return o.compute == Compute::kBf16 ? core::bf16::describe() : "OpenBLAS sgemm (fp32)";
+}
+
 constexpr const char* kConvention =
     "non-overlapping windows of seq_len ids per domain (a final partial window of >= 2 ids is kept); each window an "
     "independent forward pass (positions from 0, causal); logits at positions 0..n-2 predict ids 1..n-1; "
@@ -99,9 +104,9 @@ nlohmann::ordered_json to_json(const EvalReport& report) {
                    {"batch_tokens", o.batch_tokens},
                    {"chunk_rows", o.chunk_rows},
                    {"threads", report.threads},
-                   {"device", "cpu"},
+                   {"device", o.device ? o.device->describe() : "cpu"},
                    {"compute", compute_name(o.compute)},
-                   {"gemm_backend", o.compute == Compute::kBf16 ? core::bf16::describe() : "OpenBLAS sgemm (fp32)"},
+                   {"gemm_backend", gemm_backend(o)},
                    {"convention", kConvention}};
     if (report.has_ref) j["params"]["ref_convention"] = kRefConvention;
     j["model"] = {{"model_type", report.model_type}, {"name", report.display_name}, {"vocab_size", report.vocab_size},
@@ -123,8 +128,9 @@ std::string to_text(const EvalReport& report) {
     out << "Model:      " << o.model_dir.string() << " (" << report.display_name << ", " << report.n_layer << " layers, "
         << report.n_expert << " experts, top-" << report.n_expert_used << ")\n";
     if (report.has_ref) out << "Reference:  " << o.ref_dir->string() << " (" << report.ref_n_expert << " experts)\n";
+    if (o.device) out << "Device:     " << o.device->describe() << "\n";
     if (o.compute != Compute::kF32)
-        out << "Compute:    " << compute_name(o.compute) << " matmuls, fp32 accumulation (" << core::bf16::describe() << ")\n";
+        out << "Compute:    " << compute_name(o.compute) << " matmuls, fp32 accumulation (" << gemm_backend(o) << ")\n";
     out << "Windows:    seq_len " << o.corpus.seq_len << (o.corpus.max_tokens ? ", first " + std::to_string(o.corpus.max_tokens) + " tokens per domain" : "")
         << "\nTokens:     " << report.tokenization << "\n\n";
 

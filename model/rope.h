@@ -37,6 +37,10 @@ public:
     // Rotates one head's rotary slice x[0, dim) in place for position pos.
     void apply(float* x, int64_t pos) const;
     int64_t dim() const { return dim_; }
+    int64_t n_pos() const { return dim_ > 0 ? static_cast<int64_t>(cos_.size()) / (dim_ / 2) : 0; }
+    RopeStyle style() const { return style_; }
+    const float* cos_data() const { return cos_.data(); }  // [n_pos, dim / 2], attention factor applied
+    const float* sin_data() const { return sin_.data(); }
 
 private:
     int64_t dim_ = 0;

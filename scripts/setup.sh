@@ -33,7 +33,7 @@ say() { echo "== setup: $*" >&2; }
 packages=(build-essential cmake pkg-config libeigen3-dev libcli11-dev nlohmann-json3-dev
           libgtest-dev libomp-dev libopenblas-dev liblapacke-dev libpcre2-dev libicu-dev
           clang-14 libclang-rt-14-dev libopenmpi-dev openmpi-bin chromium
-          libyaml-cpp-dev libxxhash-dev libdnnl-dev)
+          libyaml-cpp-dev libxxhash-dev libdnnl-dev ocl-icd-opencl-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

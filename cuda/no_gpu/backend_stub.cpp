@@ -1,6 +1,7 @@
 // Backend stub linked when moekit is built without CUDA: reports no GPU and refuses GPU work
 // with a clear message.
 #include "cuda/backend.h"
+#include "cuda/device_ops.h"
 
 #include "core/error.h"
 
@@ -13,5 +14,7 @@ std::string cuda_unavailable_reason() { return "moekit was built without the CUD
 void cuda_convert_to_f32(int, core::DType, const std::byte*, std::size_t, float*) {
     throw Error("cuda", cuda_unavailable_reason());
 }
+
+std::unique_ptr<DeviceOps> make_cuda_ops(int) { throw Error("cuda", cuda_unavailable_reason()); }
 
 }  // namespace moekit::backend

@@ -1,0 +1,70 @@
+// Private to the forward engine: the decoder layer on a compute device (cuda/device_ops.h).
+// The same forward as the CPU engine (model/engine.cpp, attention.cpp, moe.cpp), op for op:
+// weights come from the same WeightLoader (host fp32) and are uploaded per layer (routed experts
+// per chunk after routing, then freed); the hidden states stay on the device between layers.
+// Routing decisions are the CPU's: router logits are computed on the device, downloaded, and go
+// through model::detail::route, so the selection rules exist once. Observers get host copies
+// of what they asked for (downloads only then).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "cuda/device_ops.h"
+#include "model/engine.h"
+#include "model/engine_extras.h"
+#include "model/engine_weights.h"
+#include "model/moe.h"
+#include "model/rope.h"
+
+namespace moekit::model::detail {
+
+// A batch's positions and RoPE table on the device.
+struct DeviceBatch {
+    const TokenLayout* tokens = nullptr;
+    backend::DeviceIndex positions;
+    backend::DeviceRope rope;
+};
+
+class DeviceForward {
+public:
+    // bf16: GEMM weights kept in bf16 on the device (Compute::kBf16); norms, router, biases fp32.
+    DeviceForward(std::shared_ptr<backend::DeviceOps> ops, const ModelConfig& mc, const EngineExtras& extras,
+                  const WeightLoader& loader, float eps, bool bf16, int n_threads);
+
+    backend::DeviceOps& ops() const { return *ops_; }
+    DeviceBatch prepare(const TokenLayout& tokens, std::span<const int64_t> positions, const RopeTable& rope) const;
+    // Layer il on the device hidden states h [T, d_model] (updated in place).
+    void forward_layer(const DeviceBatch& batch, int64_t il, backend::DeviceMatrix& h, const ObserverSets& obs) const;
+    void final_norm(backend::DeviceMatrix& h) const;
+    // logits [n, V] = hidden [n, d] W_head^T with the head weight uploaded once (host fp32 rows
+    // [V, d] read through `read_head` on first use).
+    Matrix logits(const Matrix& hidden_rows, int64_t vocab, const std::function<void(float*)>& read_head) const;
+
+    Matrix download(const backend::DeviceMatrix& m) const;
+
+private:
+    struct Mlp;
+    Mlp upload_mlp(const MlpWeights& w) const;
+    void run_mlp(const Mlp& w, const backend::DeviceMatrix& x, backend::DeviceMatrix& y) const;
+    backend::DeviceMatrix upload_vec(const Weight& w) const;
+    backend::DeviceWeight upload_gemm(const Weight& w) const;
+    void attention(const DeviceBatch& batch, int64_t il, const LayerWeights& lw, const backend::DeviceMatrix& x,
+                   backend::DeviceMatrix& out) const;
+    void moe_block(const DeviceBatch& batch, int64_t il, LayerWeights& lw, const backend::DeviceMatrix& residual,
+                   const backend::DeviceMatrix& x, const ObserverSets& obs, backend::DeviceMatrix& out) const;
+
+    std::shared_ptr<backend::DeviceOps> ops_;
+    const ModelConfig& mc_;
+    const EngineExtras& extras_;
+    const WeightLoader& loader_;
+    float eps_;
+    bool bf16_;
+    int n_threads_;
+    mutable backend::DeviceWeight head_;
+};
+
+}  // namespace moekit::model::detail

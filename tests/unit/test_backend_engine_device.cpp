@@ -1,0 +1,319 @@
+// The engine's device path (EngineOptions::device, model/engine_device.cpp) against the CPU
+// engine on every architecture fixture and the demo model.
+// - Host ops (model/device_ops_host.cpp): run everywhere, so the device orchestration (weight
+//   upload, attention/MLA assembly, expert gather/scatter, the routing round trip, observers,
+//   the layer-by-layer API, lm_head) is tested in CI: identical selected experts, logits within
+//   kHostTol relative, the same observer events.
+// - CUDA ops: the same checks on a GPU (fp32 within kCudaF32Tol as the issue asks; bf16 within
+//   kCudaBf16Tol of the host bf16 emulation, which rounds exactly as the GPU GEMM does). Without
+//   a GPU each CUDA test prints *** SKIPPED and reports itself skipped.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "cuda/backend.h"
+#include "cuda/device_ops.h"
+#include "io/checkpoint.h"
+#include "model/device_ops_host.h"
+#include "model/engine.h"
+#include "model/eval.h"
+
+namespace fs = std::filesystem;
+using moekit::io::Checkpoint;
+using namespace moekit::model;
+
+namespace {
+
+const fs::path kData = fs::path(MOEKIT_TEST_DATA);
+const std::vector<std::string> kModels = {"mixtral", "mixtral_hf4", "qwen2_moe", "qwen3_moe", "olmoe",
+                                          "deepseek_v2", "deepseek_v3", "demo"};
+// Host ops against the CPU engine: the same fp32 arithmetic up to summation order.
+constexpr double kHostTol = 1e-5;
+// The issue's GPU parity limits (relative to the largest |logit|).
+constexpr double kCudaF32Tol = 1e-4;
+constexpr double kCudaBf16Tol = 1e-3;
+
+fs::path model_dir(const std::string& name) {
+    return name == "demo" ? kData.parent_path() / "assets" / "demo-moe" : kData / "fixtures" / name;
+}
+
+bool gpu_usable(std::string& reason) {
+    if (!moekit::backend::cuda_compiled()) {
+        reason = "CUDA backend not built";
+        return false;
+    }
+    if (moekit::backend::cuda_devices().empty()) {
+        reason = moekit::backend::cuda_unavailable_reason();
+        return false;
+    }
+    return true;
+}
+
+#define REQUIRE_GPU()                                                                   \
+    do {                                                                                \
+        std::string reason;                                                             \
+        if (!gpu_usable(reason)) {                                                      \
+            std::fprintf(stderr, "*** SKIPPED (no GPU): %s\n", reason.c_str());         \
+            GTEST_SKIP() << "SKIPPED: GPU test not run: " << reason;                    \
+        }                                                                               \
+    } while (0)
+
+double rel_err(const Matrix& a, const Matrix& b) {
+    double num = 0.0, den = 0.0;
+    for (Eigen::Index i = 0; i < a.size(); ++i) {
+        num = std::max(num, std::abs(double(a.data()[i]) - double(b.data()[i])));
+        den = std::max(den, std::abs(double(b.data()[i])));
+    }
+    return den > 0.0 ? num / den : num;
+}
+
+// Every observer site, recorded in call order.
+struct Recorder : Observer {
+    uint32_t mask = kSiteRouter | kSiteExpert | kSiteMoeBlock | kSiteLayer;
+    std::map<int64_t, IndexMatrix> selected;
+    std::map<int64_t, Matrix> router_logits, gates, layer_out, moe_out;
+    std::vector<std::string> order;                        // "router 0", "expert 0 3", ...
+    std::map<std::pair<int64_t, int64_t>, Matrix> expert_out;  // (layer, expert) -> outputs
+    std::map<std::pair<int64_t, int64_t>, std::vector<int64_t>> expert_rows;
+    uint32_t sites() const override { return mask; }
+    void on_router(const RouterEvent& e) override {
+        order.push_back("router " + std::to_string(e.layer));
+        selected[e.layer] = e.selected;
+        router_logits[e.layer] = e.logits;
+        gates[e.layer] = e.gates;
+    }
+    void on_expert(const ExpertEvent& e) override {
+        order.push_back("expert " + std::to_string(e.layer) + " " + std::to_string(e.expert) + " " +
+                        std::to_string(e.rows.size()));
+        auto& out = expert_out[{e.layer, e.expert}];
+        if (out.size() == 0) {  // the first event of this expert (kSiteExpert before kSiteAllExperts)
+            out = e.output;
+            expert_rows[{e.layer, e.expert}].assign(e.rows.begin(), e.rows.end());
+        }
+    }
+    void on_moe_block(const MoeBlockEvent& e) override {
+        order.push_back("moe " + std::to_string(e.layer));
+        moe_out[e.layer] = e.output;
+    }
+    void on_layer(const LayerEvent& e) override {
+        order.push_back("layer " + std::to_string(e.layer));
+        layer_out[e.layer] = e.output;
+    }
+};
+
+struct Outputs {
+    Matrix hidden, logits;
+    Recorder rec;
+};
+
+std::vector<std::vector<int32_t>> random_sequences(int64_t vocab, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(vocab - 1));
+    std::vector<std::vector<int32_t>> seqs;
+    for (int len : {40, 17, 5}) {
+        std::vector<int32_t> s(static_cast<size_t>(len));
+        for (auto& v : s) v = id(rng);
+        seqs.push_back(std::move(s));
+    }
+    return seqs;
+}
+
+Outputs run(const fs::path& dir, const std::vector<std::vector<int32_t>>& seqs,
+            std::shared_ptr<moekit::backend::DeviceOps> device, Compute compute = Compute::kF32,
+            uint32_t sites = kSiteRouter | kSiteExpert | kSiteMoeBlock | kSiteLayer) {
+    const Checkpoint ckpt = Checkpoint::open(dir);
+    EngineOptions options;
+    options.threads = 2;
+    options.device = std::move(device);
+    options.compute = compute;
+    const Engine engine(ckpt, options);
+    Outputs r;
+    r.rec.mask = sites;
+    Observer* obs[] = {&r.rec};
+    r.hidden = engine.forward_hidden(seqs, obs);
+    r.logits = engine.logits(r.hidden, 0, r.hidden.rows());
+    return r;
+}
+
+int64_t vocab_of(const fs::path& dir) {
+    const Checkpoint ckpt = Checkpoint::open(dir);
+    return Engine(ckpt).config().vocab_size;
+}
+
+// Same observer events in the same order, the same selected experts and expert rows, and every
+// recorded tensor within tol.
+void expect_same(const Outputs& dev, const Outputs& cpu, double tol, const std::string& what) {
+    EXPECT_EQ(dev.rec.order, cpu.rec.order) << what;
+    ASSERT_EQ(dev.rec.selected.size(), cpu.rec.selected.size()) << what;
+    for (const auto& [il, s] : cpu.rec.selected) {
+        EXPECT_TRUE(dev.rec.selected.at(il) == s) << what << ": selected experts differ in layer " << il;
+        EXPECT_LE(rel_err(dev.rec.router_logits.at(il), cpu.rec.router_logits.at(il)), tol) << what << " layer " << il;
+        EXPECT_LE(rel_err(dev.rec.gates.at(il), cpu.rec.gates.at(il)), tol) << what << " layer " << il;
+    }
+    for (const auto& [key, out] : cpu.rec.expert_out) {
+        ASSERT_TRUE(dev.rec.expert_out.count(key)) << what;
+        EXPECT_EQ(dev.rec.expert_rows.at(key), cpu.rec.expert_rows.at(key)) << what;
+        EXPECT_LE(rel_err(dev.rec.expert_out.at(key), out), tol) << what << " expert " << key.first << "/" << key.second;
+    }
+    for (const auto& [il, out] : cpu.rec.moe_out) EXPECT_LE(rel_err(dev.rec.moe_out.at(il), out), tol) << what;
+    for (const auto& [il, out] : cpu.rec.layer_out) EXPECT_LE(rel_err(dev.rec.layer_out.at(il), out), tol) << what;
+    EXPECT_LE(rel_err(dev.hidden, cpu.hidden), tol) << what << ": final hidden states";
+    EXPECT_LE(rel_err(dev.logits, cpu.logits), tol) << what << ": logits";
+}
+
+}  // namespace
+
+class EngineDevice : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(EngineDevice, HostOpsMatchCpuEngine) {
+    const fs::path dir = model_dir(GetParam());
+    const auto seqs = random_sequences(vocab_of(dir), 11);
+    const Outputs cpu = run(dir, seqs, nullptr);
+    const Outputs dev = run(dir, seqs, make_host_ops(2));
+    expect_same(dev, cpu, kHostTol, GetParam() + " (host ops)");
+    std::printf("[engine device] %-12s host ops vs CPU engine: logits rel err %.2e\n", GetParam().c_str(),
+                rel_err(dev.logits, cpu.logits));
+}
+
+TEST_P(EngineDevice, CudaFp32MatchesCpuEngine) {
+    REQUIRE_GPU();
+    const fs::path dir = model_dir(GetParam());
+    const auto seqs = random_sequences(vocab_of(dir), 11);
+    const Outputs cpu = run(dir, seqs, nullptr);
+    const Outputs gpu = run(dir, seqs, moekit::backend::make_cuda_ops(0));
+    expect_same(gpu, cpu, kCudaF32Tol, GetParam() + " (cuda fp32)");
+    std::printf("[engine device] %-12s cuda fp32 vs CPU engine: logits rel err %.2e\n", GetParam().c_str(),
+                rel_err(gpu.logits, cpu.logits));
+}
+
+TEST_P(EngineDevice, CudaBf16MatchesHostBf16) {
+    REQUIRE_GPU();
+    const fs::path dir = model_dir(GetParam());
+    const auto seqs = random_sequences(vocab_of(dir), 11);
+    const Outputs host = run(dir, seqs, make_host_ops(2), Compute::kBf16);
+    const Outputs gpu = run(dir, seqs, moekit::backend::make_cuda_ops(0), Compute::kBf16);
+    expect_same(gpu, host, kCudaBf16Tol, GetParam() + " (cuda bf16)");
+    std::printf("[engine device] %-12s cuda bf16 vs host bf16: logits rel err %.2e\n", GetParam().c_str(),
+                rel_err(gpu.logits, host.logits));
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, EngineDevice, ::testing::ValuesIn(kModels));
+
+// kSiteAllExperts makes the device run every expert on every token and hand each one's outputs
+// over; the routed output must not change.
+TEST(EngineDeviceObservers, AllExpertsSiteOnHostOps) {
+    const fs::path dir = model_dir("qwen2_moe");
+    const auto seqs = random_sequences(vocab_of(dir), 3);
+    const uint32_t sites = kSiteRouter | kSiteAllExperts | kSiteMoeBlock;
+    const Outputs cpu = run(dir, seqs, nullptr, Compute::kF32, sites);
+    const Outputs dev = run(dir, seqs, make_host_ops(2), Compute::kF32, sites);
+    expect_same(dev, cpu, kHostTol, "all-experts site (host ops)");
+    ASSERT_FALSE(cpu.rec.expert_out.empty());
+    EXPECT_EQ(cpu.rec.expert_out.begin()->second.rows(), cpu.hidden.rows());  // every token
+}
+
+// The layer-by-layer API on a device equals forward_hidden on it.
+TEST(EngineDeviceSteps, ForwardLayerEqualsForwardHidden) {
+    for (const std::string name : {"olmoe", "deepseek_v3"}) {
+        const fs::path dir = model_dir(name);
+        const Checkpoint ckpt = Checkpoint::open(dir);
+        EngineOptions options;
+        options.threads = 2;
+        options.device = make_host_ops(2);
+        const Engine engine(ckpt, options);
+        const auto seqs = random_sequences(engine.config().vocab_size, 5);
+        const Matrix whole = engine.forward_hidden(seqs);
+        const ForwardBatch batch = engine.prepare(seqs);
+        Matrix h = engine.embed(batch);
+        for (int64_t il = 0; il < engine.config().n_layer; ++il) engine.forward_layer(batch, il, h);
+        engine.final_norm(h);
+        EXPECT_LE(rel_err(h, whole), kHostTol) << name;
+    }
+}
+
+// bf16 weights on the device (host emulation) stay close to the fp32 CPU engine.
+TEST(EngineDeviceBf16, HostBf16NearFp32) {
+    const fs::path dir = model_dir("demo");
+    const auto seqs = random_sequences(vocab_of(dir), 9);
+    const Outputs cpu = run(dir, seqs, nullptr, Compute::kF32, kSiteRouter);
+    const Outputs dev = run(dir, seqs, make_host_ops(2), Compute::kBf16, kSiteRouter);
+    int64_t same = 0, total = 0;
+    for (const auto& [il, s] : cpu.rec.selected) {
+        const IndexMatrix& d = dev.rec.selected.at(il);
+        for (Eigen::Index t = 0; t < s.rows(); ++t) {
+            std::set<int32_t> a(s.row(t).data(), s.row(t).data() + s.cols());
+            for (Eigen::Index j = 0; j < d.cols(); ++j) same += static_cast<int64_t>(a.count(d(t, j)));
+            total += s.cols();
+        }
+    }
+    const double agreement = double(same) / double(total);
+    EXPECT_GE(agreement, 0.97);
+    const double fro = double((dev.logits - cpu.logits).norm()) / double(cpu.logits.norm());
+    EXPECT_LE(fro, 3e-2);
+    std::printf("[engine device] demo host bf16 vs CPU fp32: selected experts identical %.2f%%, logits Frobenius %.2e\n",
+                100.0 * agreement, fro);
+}
+
+TEST(EngineDeviceCuda, MakeCudaOpsWithoutGpuIsAClearError) {
+    if (!moekit::backend::cuda_devices().empty()) GTEST_SKIP() << "a GPU is present";
+    try {
+        moekit::backend::make_cuda_ops(0);
+        FAIL() << "expected an error";
+    } catch (const moekit::Error& e) {
+        EXPECT_NE(std::string(e.what()).find("[cuda]"), std::string::npos) << e.what();
+    }
+}
+
+// Sliding-window attention (no fixture has a window shorter than the test sequences): the Mixtral
+// fixture with sliding_window = 8.
+TEST(EngineDeviceWindow, SlidingWindowOnHostOps) {
+    const fs::path tmp = fs::temp_directory_path() / ("moekit_device_window_" + std::to_string(::getpid()));
+    fs::create_directories(tmp);
+    for (const auto& entry : fs::directory_iterator(model_dir("mixtral")))
+        fs::copy_file(entry.path(), tmp / entry.path().filename(), fs::copy_options::overwrite_existing);
+    nlohmann::json config;
+    std::ifstream(tmp / "config.json") >> config;
+    config["sliding_window"] = 8;
+    std::ofstream(tmp / "config.json") << config.dump(2);
+    const auto seqs = random_sequences(vocab_of(tmp), 13);
+    const Outputs cpu = run(tmp, seqs, nullptr);
+    const Outputs dev = run(tmp, seqs, make_host_ops(2));
+    const Outputs full = run(model_dir("mixtral"), seqs, nullptr);
+    fs::remove_all(tmp);
+    expect_same(dev, cpu, kHostTol, "sliding window 8 (host ops)");
+    EXPECT_GT(rel_err(cpu.logits, full.logits), 1e-3) << "the window must change the result";
+}
+
+// `moekit eval` on a device: the same perplexity, KL 0 against itself, full routing agreement.
+TEST(EngineDeviceEval, DemoEvalOnHostOps) {
+    EvalOptions o;
+    o.model_dir = model_dir("demo");
+    o.corpus.data = {{"en", kData.parent_path() / "assets" / "corpus" / "eval" / "en.txt"}};
+    o.corpus.max_tokens = 1500;
+    o.corpus.seq_len = 256;
+    o.threads = 2;
+    const EvalReport cpu = evaluate(o);
+    o.ref_dir = o.model_dir;
+    o.device = make_host_ops(2);
+    const EvalReport dev = evaluate(o);
+    EXPECT_NEAR(dev.total.ppl(), cpu.total.ppl(), 1e-5 * cpu.total.ppl());
+    EXPECT_EQ(dev.total.scored, cpu.total.scored);
+    EXPECT_LE(dev.total.kl_sum / double(dev.total.scored), 1e-9);
+    for (const auto& ra : dev.total.routing) EXPECT_EQ(ra.value(), 1.0);
+    EXPECT_EQ(to_json(dev)["params"]["device"], "host");
+    std::printf("[engine device] demo eval: host ops ppl %.6f, CPU %.6f\n", dev.total.ppl(), cpu.total.ppl());
+}
