@@ -11,6 +11,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -38,7 +39,9 @@ using namespace moekit::model;
 
 namespace {
 
-const fs::path kData = fs::path(MOEKIT_TEST_DATA);
+// MOEKIT_TEST_DATA in the environment overrides the build's path: the GPU checks run this binary
+// on another machine, from a copy of the repository elsewhere (scripts/gpu_checks.sh).
+const fs::path kData = std::getenv("MOEKIT_TEST_DATA") ? fs::path(std::getenv("MOEKIT_TEST_DATA")) : fs::path(MOEKIT_TEST_DATA);
 const std::vector<std::string> kModels = {"mixtral", "mixtral_hf4", "qwen2_moe", "qwen3_moe", "olmoe",
                                           "deepseek_v2", "deepseek_v3", "demo"};
 // Host ops against the CPU engine: the same fp32 arithmetic up to summation order.

@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""Eval throughput on a GPU: `moekit eval --device cuda` versus transformers on the same GPU.
+
+Runs on the GPU machine (scripts/gpu_checks.sh calls it there); needs torch with CUDA and
+transformers (that machine's python3 has both), numpy and safetensors.
+
+Model: a random OLMoE-shaped checkpoint (scripts/make_synthetic_model.py, bf16 weights), by default
+OLMoE-1B-7B's shape with fewer layers: d_model 2048, 64 experts of 1024, top-8, 16 heads,
+vocab 50304, --layers 4. Data: seeded random int32 ids (--tokens), cut into non-overlapping windows
+of --seq-len ids exactly as `moekit eval` does.
+  * moekit: `moekit eval MODEL --data ids.bin --seq-len L --device cuda --compute C --json`;
+    tokens/s is timing.tokens_per_s (forward passes, weights streamed from the checkpoint every
+    batch, NLL on the host), best of --runs. C = bf16 (GEMM weights bf16 on the GPU, fp32
+    accumulation) and fp32.
+  * transformers: the same windows, model loaded on cuda with dtype bfloat16 (and float32 for the
+    fp32 row), attn_implementation "sdpa", batches of --batch-windows windows; timed forward +
+    cross-entropy (float32 logits, summed in float64) with torch.cuda.synchronize, after one
+    untimed warm-up batch; loading excluded.
+  * the perplexities of the fp32 rows must agree within 0.1 %; bf16 rows report their relative
+    difference to the fp32 ones.
+Machine ceilings measured in the same run: bf16 torch.mm 8192^3 (TFLOP/s) and a device-to-device
+copy (GB/s, bytes read + written). moekit's achieved TFLOP/s = 2 x active matmul parameters per
+token x tokens/s (q/k/v/o, router, top-k experts, lm_head), its fraction of the bf16 peak, and the
+bytes of bf16 weights one pass reads against the copy bandwidth.
+
+Usage: python3 bench/bench_eval_gpu.py --moekit PATH [--layers 4] [--tokens 65536] [--seq-len 2048]
+       [--runs 2] [--work DIR] [--out bench/results/eval_gpu.json]
+Prints a Markdown table and writes the JSON.
+"""
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def windows(ids, seq_len):
+    out = []
+    for b in range(0, len(ids), seq_len):
+        w = ids[b:b + seq_len]
+        if len(w) >= 2:
+            out.append(w)
+    return out
+
+
+def ceilings():
+    import torch
+    n = 8192
+    a = torch.randn(n, n, dtype=torch.bfloat16, device="cuda")
+    b = torch.randn(n, n, dtype=torch.bfloat16, device="cuda")
+    for _ in range(3):
+        torch.mm(a, b)
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(10):
+        torch.mm(a, b)
+    torch.cuda.synchronize()
+    tflops = 2 * n ** 3 * 10 / (time.perf_counter() - t) / 1e12
+    x = torch.empty(2 ** 30, dtype=torch.uint8, device="cuda")
+    y = torch.empty_like(x)
+    y.copy_(x)
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(10):
+        y.copy_(x)
+    torch.cuda.synchronize()
+    gbs = 2 * x.numel() * 10 / (time.perf_counter() - t) / 1e9
+    return {"bf16_mm_tflops": tflops, "copy_gb_s": gbs, "gpu": torch.cuda.get_device_name(0)}
+
+
+def active_params(cfg):
+    d, f, k, v = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_experts_per_tok"], cfg["vocab_size"]
+    hd = d // cfg["num_attention_heads"]
+    kv = cfg.get("num_key_value_heads", cfg["num_attention_heads"]) * hd
+    per_layer = d * d * 2 + d * kv * 2 + cfg["num_experts"] * d + k * 3 * d * f
+    return cfg["num_hidden_layers"] * per_layer + v * d
+
+
+def weight_bytes(cfg):
+    d, f, e = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_experts"]
+    hd = d // cfg["num_attention_heads"]
+    kv = cfg.get("num_key_value_heads", cfg["num_attention_heads"]) * hd
+    return 2 * (cfg["num_hidden_layers"] * (d * d * 2 + d * kv * 2 + e * d + e * 3 * d * f) + cfg["vocab_size"] * d)
+
+
+def run_moekit(exe, model, data, seq_len, runs, compute):
+    best = None
+    for _ in range(runs):
+        res = subprocess.run([exe, "eval", model, "--data", data, "--seq-len", str(seq_len), "--device", "cuda",
+                              "--compute", compute, "--json"], capture_output=True, text=True)
+        if res.returncode != 0:
+            sys.exit(f"moekit eval --device cuda failed ({res.returncode}):\n{res.stderr}")
+        j = json.loads(res.stdout)
+        r = {"tokens": j["total"]["tokens"], "ppl": j["total"]["ppl"], "eval_s": j["timing"]["eval_s"],
+             "tokens_per_s": j["timing"]["tokens_per_s"], "device": j["params"]["device"],
+             "gemm_backend": j["params"]["gemm_backend"], "compute": compute}
+        if best is None or r["tokens_per_s"] > best["tokens_per_s"]:
+            best = r
+    return best
+
+
+def run_transformers(model_dir, ids, seq_len, batch_windows, dtype):
+    import torch
+    import torch.nn.functional as F
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype), attn_implementation="sdpa").cuda()
+    model.eval()
+    wins = windows(ids, seq_len)
+    groups, cur = [], []
+    for w in wins:
+        if cur and (len(w) != len(cur[0]) or len(cur) == batch_windows):
+            groups.append(cur)
+            cur = []
+        cur.append(w)
+    if cur:
+        groups.append(cur)
+
+    def step(g):
+        x = torch.tensor(np.stack(g), dtype=torch.long, device="cuda")
+        logits = model(input_ids=x).logits
+        loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), x[:, 1:].reshape(-1), reduction="sum")
+        return loss.double().item(), x.shape[0] * (x.shape[1] - 1), x.numel()
+
+    nll, scored, tokens = 0.0, 0, 0
+    with torch.inference_mode():
+        step(groups[0][:1])
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        for g in groups:
+            a, b, c = step(g)
+            nll, scored, tokens = nll + a, scored + b, tokens + c
+        torch.cuda.synchronize()
+        dt = time.perf_counter() - t
+    del model
+    torch.cuda.empty_cache()
+    return {"tokens": tokens, "ppl": math.exp(nll / scored), "eval_s": dt, "tokens_per_s": tokens / dt, "dtype": dtype,
+            "batch_windows": batch_windows, "attn_implementation": "sdpa"}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--moekit", required=True)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--d-model", type=int, default=2048)
+    ap.add_argument("--ffn", type=int, default=1024)
+    ap.add_argument("--vocab", type=int, default=50304)
+    ap.add_argument("--tokens", type=int, default=65536)
+    ap.add_argument("--seq-len", type=int, default=2048)
+    ap.add_argument("--batch-windows", type=int, default=8)
+    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--work", default=None)
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "eval_gpu.json"))
+    a = ap.parse_args()
+
+    work = a.work or tempfile.mkdtemp(prefix="moekit_bench_gpu_")
+    model = os.path.join(work, "olmoe-synthetic")
+    ids_path = os.path.join(work, "ids.bin")
+    if not os.path.exists(os.path.join(model, "config.json")):
+        subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "make_synthetic_model.py"), model, "--layers", str(a.layers),
+                        "--d-model", str(a.d_model), "--ffn", str(a.ffn), "--vocab", str(a.vocab), "--dtype", "bfloat16",
+                        "--ids", ids_path, str(a.tokens)], check=True)
+    ids = np.fromfile(ids_path, dtype="<i4")
+    cfg = json.load(open(os.path.join(model, "config.json")))
+
+    ceil = ceilings()
+    rows = []
+    for compute, dtype in (("bf16", "bfloat16"), ("fp32", "float32")):
+        m = run_moekit(a.moekit, model, ids_path, a.seq_len, a.runs, compute)
+        t = run_transformers(model, ids, a.seq_len, a.batch_windows, dtype)
+        tflops = 2 * active_params(cfg) * m["tokens_per_s"] / 1e12
+        rows.append({"compute": compute, "moekit": m, "transformers": t, "speedup": m["tokens_per_s"] / t["tokens_per_s"],
+                     "moekit_tflops": tflops, "moekit_fraction_of_bf16_peak": tflops / ceil["bf16_mm_tflops"],
+                     "weight_read_gb_s": weight_bytes(cfg) / (m["eval_s"] / max(1, math.ceil(m["tokens"] / 16384))) / 1e9})
+    fp32 = next(r for r in rows if r["compute"] == "fp32")
+    ok = abs(fp32["moekit"]["ppl"] / fp32["transformers"]["ppl"] - 1) <= 1e-3
+    result = {"gpu": ceil["gpu"], "ceilings": ceil, "model": {k: cfg[k] for k in ("hidden_size", "num_experts", "num_experts_per_tok",
+              "intermediate_size", "num_hidden_layers", "vocab_size")}, "seq_len": a.seq_len, "rows": rows,
+              "fp32_ppl_agree": ok}
+    os.makedirs(os.path.dirname(a.out), exist_ok=True)
+    with open(a.out, "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"GPU: {ceil['gpu']}; bf16 mm {ceil['bf16_mm_tflops']:.0f} TFLOP/s; copy {ceil['copy_gb_s']:.0f} GB/s")
+    print("| compute | moekit tok/s | transformers tok/s | ratio | moekit TFLOP/s (of bf16 peak) | ppl moekit / transformers |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['compute']} | {r['moekit']['tokens_per_s']:.0f} | {r['transformers']['tokens_per_s']:.0f} | "
+              f"{r['speedup']:.2f}x | {r['moekit_tflops']:.1f} ({100 * r['moekit_fraction_of_bf16_peak']:.1f}%) | "
+              f"{r['moekit']['ppl']:.4f} / {r['transformers']['ppl']:.4f} |")
+    if not ok:
+        sys.exit("fp32 perplexities differ by more than 0.1%")
+
+
+if __name__ == "__main__":
+    main()
