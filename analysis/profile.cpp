@@ -141,7 +141,10 @@ private:
 
 Recorded record(const ProfileOptions& options, int threads) {
     const io::Checkpoint ckpt = io::Checkpoint::open(options.model_dir);
-    model::Engine engine(ckpt, model::EngineOptions{threads});
+    model::EngineOptions engine_options;
+    engine_options.threads = threads;
+    engine_options.device = options.device;
+    model::Engine engine(ckpt, engine_options);
     const model::ModelConfig& mc = engine.config();
     check_profilable(mc, options);
     const model::Corpus corpus = model::load_corpus(ckpt, mc.vocab_size, options.corpus);
@@ -154,7 +157,9 @@ Recorded record(const ProfileOptions& options, int threads) {
     out.calibration.kind = kTraceKind;
     std::string key;
     if (options.calib_cache != nullptr && dist::size() == 1) {
-        key = options.calib_cache->key(ckpt, corpus, kTraceKind, trace_params(options, t.logit_sample_stride));
+        nlohmann::json params = trace_params(options, t.logit_sample_stride);
+        if (engine.device_name() != "cpu") params["device"] = engine.device_name();  // GPU sums differ in the last bits
+        key = options.calib_cache->key(ckpt, corpus, kTraceKind, params);
         if (options.calib_cache->contains(kTraceKind, key)) {
             const fs::path saved = options.calib_cache->path(kTraceKind, key);
             const std::string name = t.model_name;
@@ -416,6 +421,7 @@ ProfileResult profile(const ProfileOptions& options) {
     result.stats_s = core::seconds_since(t1);
     if (!result.calibration.kind.empty()) result.doc["calibration_source"] = ordered_json::array({result.calibration.to_json()});
     result.doc["timing"] = {{"record_s", result.record_s}, {"stats_s", result.stats_s}, {"threads", threads},
+                            {"device", options.device ? options.device->describe() : std::string("cpu")},
                             {"trace_bytes_per_token_layer", trace_bytes_per_token_layer(result.trace)}};
     return result;
 }

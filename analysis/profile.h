@@ -22,6 +22,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cuda/device_ops.h"
 #include "model/calib_cache.h"
 #include "model/corpus.h"
 
@@ -57,6 +58,8 @@ struct ProfileOptions {
     // Saved traces by content key (model/calib_cache.h, kind kTraceKind): looked up before the
     // forward passes and saved after them; single-process runs only. nullptr: always record.
     model::CalibrationCache* calib_cache = nullptr;
+    // Where the recording forward runs (model::EngineOptions::device); nullptr: the CPU.
+    std::shared_ptr<backend::DeviceOps> device = nullptr;
     ProfileParams params;
     // Called on rank 0's calling thread: fraction done in [0, 1] and a short description.
     std::function<void(double, const std::string&)> progress;

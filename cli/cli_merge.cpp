@@ -7,6 +7,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "cuda/device_ops.h"
 #include "merge/merge.h"
 
 namespace moekit::cli {
@@ -77,9 +78,9 @@ merge::MergeOptions merge_options(const MergeCommand& command) {
 int run_merge(const MergeCommand& command) {
     const std::string device = apply_common_options(command.common);
     require_directory(command.model_dir, "MODEL_DIR");
-    if (device == "cuda" && command.common.device == "cuda") std::cerr << "moekit: note: merge calibrates on the CPU engine\n";
 
-    const merge::MergeOptions options = merge_options(command);
+    merge::MergeOptions options = merge_options(command);
+    if (device == "cuda") options.device = backend::make_cuda_ops(0);  // the calibration forward; merging itself is CPU
     const merge::MergeResult result = merge::merge(options);
     clear_tty_progress();
     if (command.common.json)

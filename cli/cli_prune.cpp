@@ -7,6 +7,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "cuda/device_ops.h"
 #include "prune/prune.h"
 
 namespace moekit::cli {
@@ -82,9 +83,9 @@ prune::PruneOptions prune_options(const PruneCommand& command) {
 int run_prune(const PruneCommand& command) {
     const std::string device = apply_common_options(command.common);
     require_directory(command.model_dir, "MODEL_DIR");
-    if (device == "cuda" && command.common.device == "cuda") std::cerr << "moekit: note: prune calibrates on the CPU engine\n";
 
-    const prune::PruneOptions options = prune_options(command);
+    prune::PruneOptions options = prune_options(command);
+    if (device == "cuda") options.device = backend::make_cuda_ops(0);  // the calibration forward
     const prune::PruneResult result = prune::prune(options);
     clear_tty_progress();
     if (command.common.json)

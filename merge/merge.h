@@ -27,6 +27,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cuda/device_ops.h"
 #include "io/checkpoint_edit.h"
 #include "merge/calib.h"
 #include "model/calib_cache.h"
@@ -52,6 +53,8 @@ struct MergeOptions {
     int64_t batch_tokens = 16384;
     int64_t sample_tokens = 2048;         // all-experts sample (HC-SMoE, Sub-MoE)
     int threads = 0;
+    // Where the calibration forward runs (model::EngineOptions::device); nullptr: the CPU.
+    std::shared_ptr<backend::DeviceOps> device = nullptr;
     // Saved calibration statistics (model/calib_cache.h) for the router pass and the all-experts
     // sample; nullptr: always compute.
     model::CalibrationCache* calib_cache = nullptr;
@@ -87,6 +90,7 @@ struct MergeResult {
     double calib_s = 0, sample_s = 0, plan_s = 0, write_s = 0, wall_s = 0;
     std::vector<double> layer_merge_s;    // per layer: grouping + alignment + router (not the weight write)
     int threads = 0;
+    std::string device = "cpu";          // where calibration ran (DeviceOps::describe)
     nlohmann::ordered_json moekit_json;
 };
 

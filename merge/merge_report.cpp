@@ -146,7 +146,7 @@ Json to_json(const MergeResult& r) {
     j["calibration_source"] = Json::array({r.calibration.to_json()});
     if (!r.sample_calibration.kind.empty()) j["calibration_source"].push_back(r.sample_calibration.to_json());
     j["timing"] = {{"calibration_s", r.calib_s}, {"sample_s", r.sample_s}, {"plan_s", r.plan_s}, {"write_s", r.write_s},
-                   {"wall_s", r.wall_s}, {"layer_merge_s", r.layer_merge_s}, {"threads", r.threads}};
+                   {"wall_s", r.wall_s}, {"layer_merge_s", r.layer_merge_s}, {"threads", r.threads}, {"device", r.device}};
     return j;
 }
 

@@ -134,6 +134,7 @@ Engine::Engine(Engine&&) noexcept = default;
 const ModelConfig& Engine::config() const { return impl_->mc; }
 const ArchSpec& Engine::arch() const { return *impl_->arch; }
 uint64_t Engine::peak_weight_bytes() const { return impl_->counter.peak.load(); }
+std::string Engine::device_name() const { return impl_->device ? impl_->device->ops().describe() : "cpu"; }
 
 struct ForwardBatch::Data {
     TokenLayout layout;

@@ -201,6 +201,9 @@ public:
     // keeps it at about one layer's weights whatever n_layer is; the lm_head is not included.
     uint64_t peak_weight_bytes() const;
 
+    // "cpu", or the compute device's description (EngineOptions::device).
+    std::string device_name() const;
+
 private:
     struct Impl;
     std::unique_ptr<Impl> impl_;

@@ -77,7 +77,11 @@ PruneResult prune(const PruneOptions& options) {
     res.threads = options.threads > 0 ? options.threads : std::max(1, omp_get_max_threads());
 
     const io::Checkpoint ckpt = io::Checkpoint::open(options.model_dir);
-    const model::Engine engine(ckpt, model::EngineOptions{res.threads});
+    model::EngineOptions engine_options;
+    engine_options.threads = res.threads;
+    engine_options.device = options.device;
+    if (options.device) res.device = options.device->describe();
+    const model::Engine engine(ckpt, engine_options);
     const model::ModelConfig& mc = engine.config();
     res.model_type = mc.model_type;
     res.display_name = std::string(engine.arch().display_name());

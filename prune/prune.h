@@ -24,6 +24,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cuda/device_ops.h"
 #include "io/checkpoint_edit.h"
 #include "io/dataset.h"
 #include "model/calib_cache.h"
@@ -53,6 +54,8 @@ struct PruneOptions {
     int64_t naee_max_tokens = 2048;
     int64_t naee_max_subsets = 5000;
     int threads = 0;                      // 0: all cores
+    // Where the calibration forward runs (model::EngineOptions::device); nullptr: the CPU.
+    std::shared_ptr<backend::DeviceOps> device = nullptr;
     // Saved calibration statistics (model/calib_cache.h): the score sums are looked up there
     // before running the model and saved after (not NAEE's sample). nullptr: always compute.
     model::CalibrationCache* calib_cache = nullptr;
@@ -86,6 +89,7 @@ struct PruneResult {
     uint64_t output_tensor_bytes = 0;     // planned bytes (= written when not a dry run)
     double calib_s = 0, naee_s = 0, plan_s = 0, write_s = 0, wall_s = 0;
     int threads = 0;
+    std::string device = "cpu";          // where calibration ran (DeviceOps::describe)
     nlohmann::ordered_json moekit_json;   // the OUT_DIR/moekit.json document
 };
 

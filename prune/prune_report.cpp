@@ -166,7 +166,7 @@ Json to_json(const PruneResult& r) {
     j["output"] = r.written ? Json(r.written->dir.string()) : Json(nullptr);
     j["calibration_source"] = Json::array({r.calibration.to_json()});
     j["timing"] = {{"calibration_s", r.calib_s}, {"naee_s", r.naee_s}, {"plan_s", r.plan_s}, {"write_s", r.write_s},
-                   {"wall_s", r.wall_s}, {"threads", r.threads}};
+                   {"wall_s", r.wall_s}, {"threads", r.threads}, {"device", r.device}};
     return j;
 }
 

@@ -29,9 +29,11 @@
 #include "cuda/backend.h"
 #include "cuda/device_ops.h"
 #include "io/checkpoint.h"
+#include "merge/merge.h"
 #include "model/device_ops_host.h"
 #include "model/engine.h"
 #include "model/eval.h"
+#include "prune/prune.h"
 
 namespace fs = std::filesystem;
 using moekit::io::Checkpoint;
@@ -319,4 +321,43 @@ TEST(EngineDeviceEval, DemoEvalOnHostOps) {
     for (const auto& ra : dev.total.routing) EXPECT_EQ(ra.value(), 1.0);
     EXPECT_EQ(to_json(dev)["params"]["device"], "host");
     std::printf("[engine device] demo eval: host ops ppl %.6f, CPU %.6f\n", dev.total.ppl(), cpu.total.ppl());
+}
+
+// The commands that calibrate through the engine make the same decisions when it runs on a
+// device: prune (REAP) keeps the same experts, merge (HC-SMoE, which runs every expert on a
+// sample) forms the same groups, on the demo model.
+TEST(EngineDeviceCommands, PruneAndMergeDecideAlikeOnHostOps) {
+    const fs::path demo = model_dir("demo");
+    const fs::path calib = kData.parent_path() / "assets" / "corpus" / "train" / "en.txt";
+    moekit::prune::PruneOptions p;
+    p.model_dir = demo;
+    p.keep = "0.5";
+    p.dry_run = true;
+    p.calib.data = {{"en", calib}};
+    p.calib.max_tokens = 2048;
+    p.threads = 2;
+    const auto pj_cpu = moekit::prune::to_json(moekit::prune::prune(p));
+    p.device = make_host_ops(2);
+    const auto pj_dev = moekit::prune::to_json(moekit::prune::prune(p));
+    EXPECT_EQ(pj_dev["expert_map"], pj_cpu["expert_map"]);
+    EXPECT_EQ(pj_dev["timing"]["device"], "host");
+    EXPECT_EQ(pj_cpu["timing"]["device"], "cpu");
+
+    moekit::merge::MergeOptions m;
+    m.model_dir = demo;
+    m.method = "hc-smoe";
+    m.experts = "8";
+    m.dry_run = true;
+    m.calib.data = {{"en", calib}};
+    m.calib.max_tokens = 2048;
+    m.sample_tokens = 256;
+    m.threads = 2;
+    const auto mj_cpu = moekit::merge::to_json(moekit::merge::merge(m));
+    m.device = make_host_ops(2);
+    const auto mj_dev = moekit::merge::to_json(moekit::merge::merge(m));
+    ASSERT_EQ(mj_dev["layers"].size(), mj_cpu["layers"].size());
+    for (size_t i = 0; i < mj_cpu["layers"].size(); ++i) {
+        EXPECT_EQ(mj_dev["layers"][i]["groups"], mj_cpu["layers"][i]["groups"]) << "layer " << i;
+        EXPECT_EQ(mj_dev["layers"][i]["load"], mj_cpu["layers"][i]["load"]) << "layer " << i;
+    }
 }
