@@ -210,6 +210,12 @@ public:
     }
 
     std::string describe() const override { return name_; }
+    uint64_t free_memory() const override {
+        size_t free_bytes = 0, total = 0;
+        check(cudaSetDevice(device_), "cudaSetDevice");
+        check(cudaMemGetInfo(&free_bytes, &total), "cudaMemGetInfo");
+        return free_bytes;
+    }
 
     DeviceMemory raw(size_t bytes) {
         check(cudaSetDevice(device_), "cudaSetDevice");

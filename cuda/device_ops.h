@@ -64,6 +64,8 @@ public:
     virtual ~DeviceOps() = default;
     // "cuda:0 (NVIDIA H200)", "host"
     virtual std::string describe() const = 0;
+    // Device memory free now (bytes); 0 when the implementation has no notion of it (host).
+    virtual uint64_t free_memory() const = 0;
 
     virtual DeviceMatrix alloc(int64_t rows, int64_t cols) = 0;                       // uninitialized
     virtual DeviceMatrix upload(const float* src, int64_t rows, int64_t cols) = 0;    // src contiguous

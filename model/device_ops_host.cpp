@@ -45,6 +45,7 @@ public:
     explicit HostOps(int n_threads) : n_threads_(std::max(1, n_threads)) {}
 
     std::string describe() const override { return "host"; }
+    uint64_t free_memory() const override { return 0; }
 
     DeviceMatrix alloc(int64_t rows, int64_t cols) override {
         auto mem = std::shared_ptr<void>(::operator new(static_cast<size_t>(std::max<int64_t>(1, rows * cols)) * sizeof(float)),

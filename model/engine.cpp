@@ -116,7 +116,8 @@ Engine::Engine(const io::Checkpoint& checkpoint, EngineOptions options) : impl_(
     if (options.device) {
         // The device keeps its own bf16 copies; the host loader always hands over fp32.
         m.device = std::make_unique<DeviceForward>(options.device, m.mc, m.extras, *m.loader, m.eps,
-                                                   options.compute == Compute::kBf16, m.n_threads);
+                                                   options.compute == Compute::kBf16, m.n_threads,
+                                                   options.device_weight_budget);
     } else {
         if (options.compute == Compute::kBf16 && !core::bf16::available())
             throw Error("engine", "--compute bf16 needs the bf16 GEMM backend: " + core::bf16::describe() +
@@ -134,6 +135,7 @@ Engine::Engine(Engine&&) noexcept = default;
 const ModelConfig& Engine::config() const { return impl_->mc; }
 const ArchSpec& Engine::arch() const { return *impl_->arch; }
 uint64_t Engine::peak_weight_bytes() const { return impl_->counter.peak.load(); }
+uint64_t Engine::device_weight_bytes() const { return impl_->device ? impl_->device->cached_weight_bytes() : 0; }
 std::string Engine::device_name() const { return impl_->device ? impl_->device->ops().describe() : "cpu"; }
 
 struct ForwardBatch::Data {

@@ -144,6 +144,11 @@ struct EngineOptions {
     // routing decisions are made on the host by the same code, and Compute::kBf16 keeps the GEMM
     // weights in bf16 on the device (no oneDNN needed). Observers receive host copies.
     std::shared_ptr<backend::DeviceOps> device = nullptr;
+    // Bytes of weights the device keeps between passes (uploaded once, reused by every later
+    // batch); layers beyond it are uploaded for every pass. Default: 85 % of the device's free
+    // memory less a reserve for activations (on the host implementation, which reports no free
+    // memory: nothing kept).
+    uint64_t device_weight_budget = ~uint64_t(0);
 };
 
 // A set of sequences prepared for the layer-by-layer forward: their token layout, positions and
@@ -203,6 +208,9 @@ public:
 
     // "cpu", or the compute device's description (EngineOptions::device).
     std::string device_name() const;
+    // Bytes of weights the device keeps between passes (EngineOptions::device_weight_budget);
+    // 0 on the CPU.
+    uint64_t device_weight_bytes() const;
 
 private:
     struct Impl;

@@ -21,14 +21,101 @@ struct DeviceForward::Mlp {
     // low-rank (MlpWeights::factored)
     DeviceWeight gate_up_b, gate_a, up_a, down_b, down_a;
     int64_t rank_gate = 0, d_ff = 0;
-    std::shared_ptr<const Mlp> base;
+    std::shared_ptr<const Mlp> base;  // low-rank d2-moe: the layer's shared base (counted there)
     bool factored() const { return !gate_a.empty(); }
+    uint64_t bytes() const {
+        uint64_t b = 0;
+        for (const DeviceWeight* w : {&gate_up, &down, &gate_up_b, &gate_a, &up_a, &down_b, &down_a})
+            if (!w->empty()) b += uint64_t(w->rows * w->cols) * (w->bf16 ? 2 : 4);
+        for (const DeviceMatrix* m : {&gate_up_bias, &down_bias})
+            if (!m->empty()) b += uint64_t(m->rows * m->cols) * 4;
+        return b;
+    }
 };
 
+// One decoder layer's weights on the device. Routed experts are uploaded after routing, only
+// those with tokens; `experts[e]` is null until then (and again after the pass when the layer is
+// not kept).
+struct DeviceForward::Layer {
+    DeviceMatrix input_norm, post_norm;
+    // attention (GQA; MLA)
+    DeviceWeight q, k, v, o, q_a, q_b, kv_a, kv_b;
+    DeviceMatrix q_bias, k_bias, v_bias, o_bias, q_norm, k_norm, q_a_bias, q_a_norm, kv_a_bias, kv_a_norm;
+    Mlp dense, shared;
+    DeviceWeight router, shared_gate;  // fp32 in bf16 mode too (as on the CPU)
+    Weight router_bias;                // host copy: routing is decided on the host
+    std::shared_ptr<const Mlp> expert_base;
+    std::vector<std::shared_ptr<const Mlp>> experts;
+    uint64_t bytes = 0;                // device bytes of the weights above
+    bool kept = false;                 // in the cache (experts join it as they are uploaded)
+};
+
+namespace {
+
+uint64_t bytes_of(const DeviceWeight& w) { return w.empty() ? 0 : uint64_t(w.rows * w.cols) * (w.bf16 ? 2 : 4); }
+uint64_t bytes_of(const DeviceMatrix& m) { return m.empty() ? 0 : uint64_t(m.rows * m.cols) * 4; }
+
+}  // namespace
+
 DeviceForward::DeviceForward(std::shared_ptr<backend::DeviceOps> ops, const ModelConfig& mc, const EngineExtras& extras,
-                             const WeightLoader& loader, float eps, bool bf16, int n_threads)
+                             const WeightLoader& loader, float eps, bool bf16, int n_threads, uint64_t weight_budget)
     : ops_(std::move(ops)), mc_(mc), extras_(extras), loader_(loader), eps_(eps), bf16_(bf16), n_threads_(n_threads) {
     if (!ops_) throw InternalError("engine", "DeviceForward without device ops");
+    if (weight_budget == kAutoBudget) {
+        // Leave room for the activations: a quarter of the free memory, at least 4 GiB.
+        const uint64_t free_bytes = ops_->free_memory();
+        const uint64_t reserve = std::max<uint64_t>(free_bytes / 4, uint64_t(4) << 30);
+        budget_ = free_bytes > reserve ? (free_bytes - reserve) / 20 * 17 : 0;
+    } else {
+        budget_ = weight_budget;
+    }
+    cache_.resize(static_cast<size_t>(mc_.n_layer));
+}
+
+DeviceForward::~DeviceForward() = default;
+
+bool DeviceForward::keep(uint64_t bytes) const {
+    if (cached_bytes_ + bytes > budget_) return false;
+    cached_bytes_ += bytes;
+    return true;
+}
+
+std::shared_ptr<DeviceForward::Layer> DeviceForward::layer(int64_t il) const {
+    if (auto kept = cache_[static_cast<size_t>(il)]) return kept;
+    LayerWeights lw = loader_.load_layer(il);
+    auto L = std::make_shared<Layer>();
+    L->input_norm = upload_vec(lw.input_norm);
+    L->post_norm = upload_vec(lw.post_norm);
+    const AttentionWeights& a = lw.attn;
+    L->q = upload_gemm(a.q), L->k = upload_gemm(a.k), L->v = upload_gemm(a.v), L->o = upload_gemm(a.o);
+    L->q_a = upload_gemm(a.q_a), L->q_b = upload_gemm(a.q_b), L->kv_a = upload_gemm(a.kv_a), L->kv_b = upload_gemm(a.kv_b);
+    L->q_bias = upload_vec(a.q_bias), L->k_bias = upload_vec(a.k_bias), L->v_bias = upload_vec(a.v_bias);
+    L->o_bias = upload_vec(a.o_bias), L->q_norm = upload_vec(a.q_norm), L->k_norm = upload_vec(a.k_norm);
+    L->q_a_bias = upload_vec(a.q_a_bias), L->q_a_norm = upload_vec(a.q_a_norm);
+    L->kv_a_bias = upload_vec(a.kv_a_bias), L->kv_a_norm = upload_vec(a.kv_a_norm);
+    if (!lw.dense.empty()) L->dense = upload_mlp(lw.dense);
+    if (!lw.shared.empty()) L->shared = upload_mlp(lw.shared);
+    if (!lw.router.empty()) L->router = ops_->upload_weight(lw.router.data.data(), lw.router.rows, lw.router.cols, false);
+    if (!lw.shared_gate.empty()) L->shared_gate = ops_->upload_weight(lw.shared_gate.data.data(), 1, mc_.d_model, false);
+    L->router_bias = std::move(lw.router_bias);
+    if (!lw.expert_base.empty()) L->expert_base = std::make_shared<const Mlp>(upload_mlp(lw.expert_base));
+    L->experts.resize(lw.experts.size());
+    uint64_t b = 0;
+    for (const DeviceWeight* w : {&L->q, &L->k, &L->v, &L->o, &L->q_a, &L->q_b, &L->kv_a, &L->kv_b, &L->router, &L->shared_gate})
+        b += bytes_of(*w);
+    for (const DeviceMatrix* m : {&L->input_norm, &L->post_norm, &L->q_bias, &L->k_bias, &L->v_bias, &L->o_bias, &L->q_norm,
+                                  &L->k_norm, &L->q_a_bias, &L->q_a_norm, &L->kv_a_bias, &L->kv_a_norm})
+        b += bytes_of(*m);
+    for (const Mlp* m : {static_cast<const Mlp*>(&L->dense), static_cast<const Mlp*>(&L->shared), L->expert_base.get()})
+        if (m) b += m->bytes();
+    L->bytes = b;
+    ops_->synchronize();  // the uploads have read the host copies, which are freed on return
+    read_host_ = true;
+    if (keep(b)) {
+        L->kept = true;
+        cache_[static_cast<size_t>(il)] = L;
+    }
+    return L;
 }
 
 DeviceMatrix DeviceForward::upload_vec(const Weight& w) const {
@@ -113,10 +200,9 @@ Matrix DeviceForward::download(const DeviceMatrix& m) const {
     return out;
 }
 
-void DeviceForward::attention(const DeviceBatch& batch, int64_t il, const LayerWeights& lw, const DeviceMatrix& x,
+void DeviceForward::attention(const DeviceBatch& batch, int64_t il, const Layer& aw, const DeviceMatrix& x,
                               DeviceMatrix& out) const {
     backend::DeviceOps& o = *ops_;
-    const AttentionWeights& aw = lw.attn;
     const int64_t T = x.rows, H = mc_.n_head;
     const int64_t window = extras_.sliding_window[static_cast<size_t>(il)];
     const auto& seq = batch.tokens->seq_begin;
@@ -129,22 +215,20 @@ void DeviceForward::attention(const DeviceBatch& batch, int64_t il, const LayerW
         constexpr float kLatentEps = 1e-6f;  // as attention.cpp: the latent norms use RMSNorm's default eps
         DeviceMatrix q = o.alloc(T, H * dqk);
         if (!aw.q_a.empty()) {
-            const DeviceWeight q_a = upload_gemm(aw.q_a), q_b = upload_gemm(aw.q_b);
-            const DeviceMatrix q_a_bias = upload_vec(aw.q_a_bias), q_a_norm = upload_vec(aw.q_a_norm);
-            DeviceMatrix qa = o.alloc(T, q_a.rows);
-            o.linear(x, q_a, bias(q_a_bias), qa);
-            o.rms_norm(qa, q_a_norm, kLatentEps, qa.cols, qa);
-            o.linear(qa, q_b, nullptr, q);
+            DeviceMatrix qa = o.alloc(T, aw.q_a.rows);
+            o.linear(x, aw.q_a, bias(aw.q_a_bias), qa);
+            o.rms_norm(qa, aw.q_a_norm, kLatentEps, qa.cols, qa);
+            o.linear(qa, aw.q_b, nullptr, q);
         } else {
-            o.linear(x, upload_gemm(aw.q), nullptr, q);
+            o.linear(x, aw.q, nullptr, q);
         }
-        const DeviceWeight kv_a = upload_gemm(aw.kv_a), kv_b = upload_gemm(aw.kv_b);
-        const DeviceMatrix kv_a_bias = upload_vec(aw.kv_a_bias), kv_a_norm = upload_vec(aw.kv_a_norm);
+        const DeviceWeight& kv_a = aw.kv_a;
+        const DeviceWeight& kv_b = aw.kv_b;
         if (kv_a.rows != r + dr || q.cols != H * dqk) throw Error("engine", "MLA projection sizes do not match the config");
         DeviceMatrix ckv = o.alloc(T, r + dr);
-        o.linear(x, kv_a, bias(kv_a_bias), ckv);
+        o.linear(x, kv_a, bias(aw.kv_a_bias), ckv);
         DeviceMatrix latent = ckv.cols_view(0, r), k_pe = ckv.cols_view(r, dr);
-        o.rms_norm(latent, kv_a_norm, kLatentEps, r, latent);  // in place on the view
+        o.rms_norm(latent, aw.kv_a_norm, kLatentEps, r, latent);  // in place on the view
         DeviceMatrix kv = o.alloc(T, kv_b.rows);
         o.linear(latent, kv_b, nullptr, kv);
         o.rope(q, H, dqk, dn, batch.rope, batch.positions);
@@ -158,15 +242,13 @@ void DeviceForward::attention(const DeviceBatch& batch, int64_t il, const LayerW
         DeviceMatrix attn = o.alloc(T, H * dv);
         const float scale = static_cast<float>(extras_.rope.mla_mscale2 / std::sqrt(static_cast<double>(dqk)));
         o.attention(q, k, v, H, H, dqk, dv, scale, window, seq.data(), static_cast<int64_t>(seq.size()) - 1, attn);
-        const DeviceMatrix o_bias = upload_vec(aw.o_bias);
-        o.linear(attn, upload_gemm(aw.o), bias(o_bias), out);
+        o.linear(attn, aw.o, bias(aw.o_bias), out);
         return;
     }
 
     const int64_t hd = mc_.head_dim, Hkv = mc_.n_head_kv;
-    const DeviceWeight wq = upload_gemm(aw.q), wk = upload_gemm(aw.k), wv = upload_gemm(aw.v), wo = upload_gemm(aw.o);
-    const DeviceMatrix bq = upload_vec(aw.q_bias), bk = upload_vec(aw.k_bias), bv = upload_vec(aw.v_bias),
-                       bo = upload_vec(aw.o_bias);
+    const DeviceWeight &wq = aw.q, &wk = aw.k, &wv = aw.v, &wo = aw.o;
+    const DeviceMatrix &bq = aw.q_bias, &bk = aw.k_bias, &bv = aw.v_bias, &bo = aw.o_bias;
     if (wq.rows != H * hd || wk.rows != Hkv * hd || wv.rows != Hkv * hd)
         throw Error("engine", "q/k/v projection sizes do not match heads x head_dim");
     DeviceMatrix q = o.alloc(T, wq.rows), k = o.alloc(T, wk.rows), v = o.alloc(T, wv.rows);
@@ -174,7 +256,7 @@ void DeviceForward::attention(const DeviceBatch& batch, int64_t il, const LayerW
     o.linear(x, wk, bias(bk), k);
     o.linear(x, wv, bias(bv), v);
     if (mc_.qk_norm == "per_head" || mc_.qk_norm == "full") {
-        const DeviceMatrix qn = upload_vec(aw.q_norm), kn = upload_vec(aw.k_norm);
+        const DeviceMatrix &qn = aw.q_norm, &kn = aw.k_norm;
         const bool per_head = mc_.qk_norm == "per_head";
         o.rms_norm(q, qn, eps_, per_head ? hd : q.cols, q);
         o.rms_norm(k, kn, eps_, per_head ? hd : k.cols, k);
@@ -193,7 +275,7 @@ void DeviceForward::attention(const DeviceBatch& batch, int64_t il, const LayerW
     o.linear(attn, wo, bias(bo), out);
 }
 
-void DeviceForward::moe_block(const DeviceBatch& batch, int64_t il, LayerWeights& lw, const DeviceMatrix& residual,
+void DeviceForward::moe_block(const DeviceBatch& batch, int64_t il, Layer& lw, const DeviceMatrix& residual,
                               const DeviceMatrix& x, const ObserverSets& obs, DeviceMatrix& out) const {
     backend::DeviceOps& o = *ops_;
     const int64_t T = x.rows, d = x.cols, E = mc_.n_expert_at(il), k = mc_.n_expert_used;
@@ -202,10 +284,8 @@ void DeviceForward::moe_block(const DeviceBatch& batch, int64_t il, LayerWeights
     // Router logits on the device; selection on the host with the CPU engine's route().
     RoutingResult r;
     {
-        // The router stays fp32 in bf16 mode too (as on the CPU).
-        const DeviceWeight router = ops_->upload_weight(lw.router.data.data(), lw.router.rows, lw.router.cols, false);
         DeviceMatrix logits = o.alloc(T, E);
-        o.linear(x, router, nullptr, logits);
+        o.linear(x, lw.router, nullptr, logits);
         r.logits = download(logits);
     }
     route(mc_, lw.router_bias, r, n_threads_);
@@ -231,19 +311,33 @@ void DeviceForward::moe_block(const DeviceBatch& batch, int64_t il, LayerWeights
 
     DeviceMatrix routed = o.alloc(T, d);
     o.fill_zero(routed);
-    std::shared_ptr<const Mlp> base;
-    if (!lw.expert_base.empty()) base = std::make_shared<const Mlp>(upload_mlp(lw.expert_base));
-    // Experts in ascending order (the order their outputs are added, as on the CPU), loaded on
-    // the host a chunk at a time and freed there once uploaded.
+    // Experts in ascending order (the order their outputs are added, as on the CPU). Those not on
+    // the device yet are loaded on the host a chunk at a time and freed there once uploaded.
+    LayerWeights host;
+    host.layer = il;
+    host.experts.resize(lw.experts.size());
     const size_t chunk_experts = static_cast<size_t>(std::max(4, 2 * n_threads_));
     for (size_t c0 = 0; c0 < todo.size(); c0 += chunk_experts) {
         const std::vector<int64_t> chunk(todo.begin() + static_cast<std::ptrdiff_t>(c0),
                                          todo.begin() + static_cast<std::ptrdiff_t>(std::min(todo.size(), c0 + chunk_experts)));
-        loader_.load_experts(lw, chunk, n_threads_);
+        std::vector<int64_t> missing;
+        for (const int64_t e : chunk)
+            if (!lw.experts[static_cast<size_t>(e)]) missing.push_back(e);
+        if (!missing.empty()) {
+            loader_.load_experts(host, missing, n_threads_);
+            read_host_ = true;
+        }
         for (const int64_t e : chunk) {
-            Mlp w = upload_mlp(lw.experts[static_cast<size_t>(e)]);
-            w.base = base;
-            WeightLoader::release_expert(lw, e);
+            std::shared_ptr<const Mlp> wp = lw.experts[static_cast<size_t>(e)];
+            if (!wp) {
+                auto up = std::make_shared<Mlp>(upload_mlp(host.experts[static_cast<size_t>(e)]));
+                up->base = lw.expert_base;
+                ops_->synchronize();  // the upload has read the host copy
+                WeightLoader::release_expert(host, e);
+                if (lw.kept && keep(up->bytes())) lw.experts[static_cast<size_t>(e)] = up;
+                wp = std::move(up);
+            }
+            const Mlp& w = *wp;
             const auto& re = rows[static_cast<size_t>(e)];
             const auto& ge = gates[static_cast<size_t>(e)];
             const auto n = static_cast<int64_t>(re.size());
@@ -289,14 +383,12 @@ void DeviceForward::moe_block(const DeviceBatch& batch, int64_t il, LayerWeights
     }
 
     o.copy_heads(routed, 0, out, 0, 1);
-    if (!lw.shared.empty()) {
-        const Mlp sw = upload_mlp(lw.shared);
+    if (!lw.shared.gate_up.empty() || !lw.shared.gate_a.empty()) {
         DeviceMatrix shared = o.alloc(T, d);
-        run_mlp(sw, x, shared);
+        run_mlp(lw.shared, x, shared);
         if (!lw.shared_gate.empty()) {
-            const DeviceWeight gate = ops_->upload_weight(lw.shared_gate.data.data(), 1, d, false);
             DeviceMatrix z = o.alloc(T, 1);
-            o.linear(x, gate, nullptr, z);
+            o.linear(x, lw.shared_gate, nullptr, z);
             o.scale_rows_sigmoid(shared, z);
         }
         o.add(out, shared);
@@ -310,30 +402,28 @@ void DeviceForward::moe_block(const DeviceBatch& batch, int64_t il, LayerWeights
 void DeviceForward::forward_layer(const DeviceBatch& batch, int64_t il, DeviceMatrix& h, const ObserverSets& obs) const {
     backend::DeviceOps& o = *ops_;
     const int64_t T = h.rows, d = h.cols;
-    LayerWeights lw = loader_.load_layer(il);
+    read_host_ = false;
+    const std::shared_ptr<Layer> lw = layer(il);
     Matrix h_in;
     if (!obs.layer.empty()) h_in = download(h);
 
-    const DeviceMatrix input_norm = upload_vec(lw.input_norm), post_norm = upload_vec(lw.post_norm);
     DeviceMatrix x = o.alloc(T, d), branch = o.alloc(T, d);
-    o.rms_norm(h, input_norm, eps_, d, x);
-    attention(batch, il, lw, x, branch);
+    o.rms_norm(h, lw->input_norm, eps_, d, x);
+    attention(batch, il, *lw, x, branch);
     o.add(h, branch);
 
-    o.rms_norm(h, post_norm, eps_, d, x);
-    if (mc_.is_moe_layer[static_cast<size_t>(il)]) {
-        moe_block(batch, il, lw, h, x, obs, branch);
-    } else {
-        const Mlp dense = upload_mlp(lw.dense);
-        run_mlp(dense, x, branch);
-    }
+    o.rms_norm(h, lw->post_norm, eps_, d, x);
+    if (mc_.is_moe_layer[static_cast<size_t>(il)])
+        moe_block(batch, il, *lw, h, x, obs, branch);
+    else
+        run_mlp(lw->dense, x, branch);
     o.add(h, branch);
     if (!obs.layer.empty()) {
         const Matrix h_out = download(h);
         for (Observer* ob : obs.layer) ob->on_layer(LayerEvent{il, *batch.tokens, h_in, h_out});
     }
-    o.synchronize();  // the layer's uploads may be freed on the host now
-    loader_.release_layer(il);
+    o.synchronize();
+    if (read_host_) loader_.release_layer(il);  // as the CPU engine: drop the pages this layer mapped
 }
 
 void DeviceForward::final_norm(DeviceMatrix& h) const {

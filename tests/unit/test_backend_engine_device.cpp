@@ -361,3 +361,39 @@ TEST(EngineDeviceCommands, PruneAndMergeDecideAlikeOnHostOps) {
         EXPECT_EQ(mj_dev["layers"][i]["load"], mj_cpu["layers"][i]["load"]) << "layer " << i;
     }
 }
+
+// Weights kept on the device between passes (EngineOptions::device_weight_budget): with room for
+// everything, for part of it (some layers and experts kept, the rest uploaded per pass) and for
+// nothing, repeated passes give the CPU engine's results; the kept bytes stay within the budget.
+TEST(EngineDeviceCache, KeptWeightsGiveTheSameResults) {
+    const fs::path dir = model_dir("qwen2_moe");
+    const Checkpoint ckpt = Checkpoint::open(dir);
+    const Engine cpu(ckpt, EngineOptions{.threads = 2});
+    const auto seqs_a = random_sequences(cpu.config().vocab_size, 21), seqs_b = random_sequences(cpu.config().vocab_size, 22);
+    const Matrix ref_a = cpu.forward_hidden(seqs_a), ref_b = cpu.forward_hidden(seqs_b);
+    uint64_t full = 0;
+    for (const uint64_t budget : {~uint64_t(0) - 1, uint64_t(0), uint64_t(60'000), uint64_t(150'000)}) {
+        EngineOptions options;
+        options.threads = 2;
+        options.device = make_host_ops(2);
+        options.device_weight_budget = budget;
+        const Engine dev(ckpt, options);
+        for (int pass = 0; pass < 2; ++pass) {
+            EXPECT_LE(rel_err(dev.forward_hidden(seqs_a), ref_a), kHostTol) << "budget " << budget << " pass " << pass;
+            EXPECT_LE(rel_err(dev.forward_hidden(seqs_b), ref_b), kHostTol) << "budget " << budget << " pass " << pass;
+        }
+        EXPECT_LE(dev.device_weight_bytes(), budget);
+        if (budget == ~uint64_t(0) - 1) full = dev.device_weight_bytes();
+        if (budget == 0) EXPECT_EQ(dev.device_weight_bytes(), 0u);
+        if (budget > 0 && budget < full) EXPECT_GT(dev.device_weight_bytes(), 0u) << "budget " << budget;
+        std::printf("[engine device] weight budget %llu: %llu bytes kept\n", (unsigned long long)budget,
+                    (unsigned long long)dev.device_weight_bytes());
+    }
+    EXPECT_GT(full, uint64_t(150'000)) << "the partial budgets must be partial";
+    // The host implementation reports no free memory: by default nothing is kept.
+    EngineOptions options;
+    options.device = make_host_ops(1);
+    const Engine dev(ckpt, options);
+    dev.forward_hidden(seqs_a);
+    EXPECT_EQ(dev.device_weight_bytes(), 0u);
+}
