@@ -13,6 +13,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstdint>
 #include <string>
 
@@ -58,6 +59,77 @@ __device__ float block_max(float v) {
     v = lane < n_warps ? partial[lane] : -INFINITY;
     for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
     return v;
+}
+
+// The largest value over the block and the smallest index holding it; every thread gets both.
+__device__ void block_argmax(float& v, long long& idx) {
+    __shared__ float part_v[32];
+    __shared__ long long part_i[32];
+    for (int off = 16; off > 0; off >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, v, off);
+        const long long oi = __shfl_xor_sync(0xffffffffu, idx, off);
+        if (ov > v || (ov == v && oi < idx)) v = ov, idx = oi;
+    }
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    __syncthreads();
+    if (lane == 0) part_v[warp] = v, part_i[warp] = idx;
+    __syncthreads();
+    const int n_warps = blockDim.x >> 5;
+    v = lane < n_warps ? part_v[lane] : -INFINITY;
+    idx = lane < n_warps ? part_i[lane] : LLONG_MAX;
+    for (int off = 16; off > 0; off >>= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, v, off);
+        const long long oi = __shfl_xor_sync(0xffffffffu, idx, off);
+        if (ov > v || (ov == v && oi < idx)) v = ov, idx = oi;
+    }
+}
+
+// max, first argmax and sum of exp(x - max) of one row of n values.
+__device__ void row_softmax_stats(const float* x, int64_t n, float& mx, long long& arg, float& sum) {
+    mx = -INFINITY;
+    arg = LLONG_MAX;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x)
+        if (x[j] > mx) mx = x[j], arg = j;  // ascending j: this thread's first maximum
+    block_argmax(mx, arg);
+    float s = 0.0f;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) s += expf(x[j] - mx);
+    sum = block_sum(s);
+}
+
+// One block per row: out[row] = {nll, ref_nll, kl, top1_agree} (DeviceOps::score_rows).
+__global__ void score_rows_kernel(const float* xm, int64_t ldm, const float* xr, int64_t ldr, const int32_t* targets,
+                                  int64_t n, float* out, int64_t ldo) {
+    const int64_t row = blockIdx.x;
+    float* o = out + row * ldo;
+    const int32_t t = targets[row];
+    if (t < 0) {  // uniform over the block
+        if (threadIdx.x < 4) o[threadIdx.x] = 0.0f;
+        return;
+    }
+    const float* m = xm + row * ldm;
+    float m_max, m_sum;
+    long long m_arg;
+    row_softmax_stats(m, n, m_max, m_arg, m_sum);
+    const double lse_m = double(m_max) + log(double(m_sum));
+    if (xr == nullptr) {
+        if (threadIdx.x == 0) o[0] = float(lse_m - m[t]), o[1] = o[2] = o[3] = 0.0f;
+        return;
+    }
+    const float* r = xr + row * ldr;
+    float r_max, r_sum;
+    long long r_arg;
+    row_softmax_stats(r, n, r_max, r_arg, r_sum);
+    const double lse_r = double(r_max) + log(double(r_sum));
+    const float c = float(lse_r - lse_m);
+    float acc = 0.0f;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) acc += expf(r[j] - r_max) * ((r[j] - m[j]) - c);
+    acc = block_sum(acc);
+    if (threadIdx.x == 0) {
+        o[0] = float(lse_m - m[t]);
+        o[1] = float(lse_r - r[t]);
+        o[2] = fmaxf(acc / r_sum, 0.0f);
+        o[3] = m_arg == r_arg ? 1.0f : 0.0f;
+    }
 }
 
 __global__ void to_bf16_kernel(const float* src, int64_t ld, int64_t rows, int64_t cols, __nv_bfloat16* dst) {
@@ -395,6 +467,13 @@ public:
                                "cublasSgemmStridedBatched(values)");
                 }
         }
+    }
+
+    void score_rows(const DeviceMatrix& logits, const DeviceMatrix* ref, const DeviceIndex& targets, DeviceMatrix& out) override {
+        if (logits.rows == 0) return;
+        score_rows_kernel<<<static_cast<unsigned>(logits.rows), kThreads, 0, stream_>>>(
+            logits.ptr, logits.ld, ref ? ref->ptr : nullptr, ref ? ref->ld : 0, targets.ptr, logits.cols, out.ptr, out.ld);
+        launched("score_rows");
     }
 
 private:

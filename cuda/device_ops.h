@@ -109,6 +109,13 @@ public:
     virtual void attention(const DeviceMatrix& q, const DeviceMatrix& k, const DeviceMatrix& v, int64_t n_head,
                            int64_t n_head_kv, int64_t d_qk, int64_t d_v, float scale, int64_t window,
                            const int64_t* seq_begin, int64_t n_seq, DeviceMatrix& out) = 0;
+    // Next-token scores of rows i < n of logits [n, V] against targets[i] (rows with a negative
+    // target are skipped and get zeros): out [n, 4] = {nll, ref_nll, kl, top1_agree} with
+    // nll = logsumexp(x) - x[target]; with `ref` (the reference model's logits, same shape) also
+    // ref_nll, kl = KL(softmax(ref) || softmax(x)) (clamped at 0) and whether the first argmax of
+    // both rows is the same (1/0); without it those three are 0.
+    virtual void score_rows(const DeviceMatrix& logits, const DeviceMatrix* ref, const DeviceIndex& targets,
+                            DeviceMatrix& out) = 0;
 };
 
 // The CUDA implementation on GPU `device`; throws moekit::Error("cuda", ...) when this build has

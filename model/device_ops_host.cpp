@@ -207,6 +207,44 @@ public:
         }
     }
 
+    void score_rows(const DeviceMatrix& logits, const DeviceMatrix* ref, const DeviceIndex& targets,
+                    DeviceMatrix& out) override {
+        check_rows("score_rows", logits.rows, targets.size);
+        const int64_t V = logits.cols;
+        struct Row {
+            double lse = 0, sum = 0;
+            int64_t argmax = 0;
+        };
+        auto stats = [V](const float* x) {
+            Row r;
+            float mx = x[0];
+            for (int64_t v = 1; v < V; ++v)
+                if (x[v] > mx) mx = x[v], r.argmax = v;
+            for (int64_t v = 0; v < V; ++v) r.sum += std::exp(double(x[v]) - mx);
+            r.lse = mx + std::log(r.sum);
+            return r;
+        };
+#pragma omp parallel for schedule(static) num_threads(n_threads_)
+        for (int64_t i = 0; i < logits.rows; ++i) {
+            float* o = out.ptr + i * out.ld;
+            std::fill(o, o + 4, 0.0f);
+            const int32_t t = targets.ptr[i];
+            if (t < 0) continue;
+            const float* xm = logits.ptr + i * logits.ld;
+            const Row m = stats(xm);
+            o[0] = static_cast<float>(m.lse - xm[t]);
+            if (!ref) continue;
+            const float* xr = ref->ptr + i * ref->ld;
+            const Row r = stats(xr);
+            o[1] = static_cast<float>(r.lse - xr[t]);
+            const double c = r.lse - m.lse;
+            double kl = 0;
+            for (int64_t v = 0; v < V; ++v) kl += std::exp(double(xr[v]) - r.lse) * ((double(xr[v]) - xm[v]) - c);
+            o[2] = static_cast<float>(std::max(kl, 0.0));
+            o[3] = m.argmax == r.argmax ? 1.0f : 0.0f;
+        }
+    }
+
 private:
     int n_threads_;
 };

@@ -273,6 +273,20 @@ Matrix Engine::forward_hidden(const std::vector<std::vector<int32_t>>& sequences
     return h;
 }
 
+backend::DeviceMatrix Engine::device_logits(const Matrix& hidden, int64_t row_begin, int64_t n_rows) const {
+    const Impl& m = *impl_;
+    if (!m.device) throw InternalError("engine", "device_logits on the CPU engine");
+    if (hidden.cols() != m.mc.d_model || row_begin < 0 || n_rows < 0 || row_begin + n_rows > hidden.rows())
+        throw Error("engine", "logits: rows [" + std::to_string(row_begin) + ", " + std::to_string(row_begin + n_rows) +
+                                  ") or width do not fit the hidden states (" + std::to_string(hidden.rows()) + " x " +
+                                  std::to_string(hidden.cols()) + ")");
+    const PhaseTimer timer(EngineProfile::kLogits);
+    std::lock_guard<std::mutex> lock(m.head_mutex);
+    const Matrix block = hidden.middleRows(row_begin, n_rows);
+    const int64_t V = m.mc.vocab_size;
+    return m.device->logits(block, V, [&](float* dst) { m.head_loader->read_rows(m.head_name, 0, V, dst); });
+}
+
 Matrix Engine::logits(const Matrix& hidden, int64_t row_begin, int64_t n_rows) const {
     const Impl& m = *impl_;
     const int64_t d = m.mc.d_model, V = m.mc.vocab_size;
@@ -281,16 +295,11 @@ Matrix Engine::logits(const Matrix& hidden, int64_t row_begin, int64_t n_rows) c
     if (row_begin < 0 || n_rows < 0 || row_begin + n_rows > hidden.rows())
         throw Error("engine", "logits: rows [" + std::to_string(row_begin) + ", " + std::to_string(row_begin + n_rows) +
                                   ") outside hidden (" + std::to_string(hidden.rows()) + " rows)");
+    if (m.device) return m.device->download(device_logits(hidden, row_begin, n_rows));
     const auto rows = hidden.middleRows(row_begin, n_rows);
     const PhaseTimer timer(EngineProfile::kLogits);
     Matrix out(n_rows, V);
     if (n_rows == 0) return out;
-
-    if (m.device) {
-        std::lock_guard<std::mutex> lock(m.head_mutex);
-        const Matrix block = rows;
-        return m.device->logits(block, V, [&](float* dst) { m.head_loader->read_rows(m.head_name, 0, V, dst); });
-    }
     if (uint64_t(V) * uint64_t(d) * sizeof(float) <= m.head_cache_max_bytes) {
         std::lock_guard<std::mutex> lock(m.head_mutex);
         if (!m.head_cache) {

@@ -200,6 +200,9 @@ public:
     // EngineOptions::lm_head_cache_max_bytes in fp32, otherwise converted block by block from the
     // mapped bytes on every call. Thread-safe.
     Matrix logits(const Matrix& hidden, int64_t row_begin, int64_t n_rows) const;
+    // The same logits left on the compute device (EngineOptions::device), for scoring there
+    // (backend::DeviceOps::score_rows). Throws InternalError on the CPU engine.
+    backend::DeviceMatrix device_logits(const Matrix& hidden, int64_t row_begin, int64_t n_rows) const;
 
     // Debug/telemetry: the most bytes of fp32 decoder-layer weights (and final norm) resident at
     // once since construction, counted by the allocator of the weight buffers. Layer streaming

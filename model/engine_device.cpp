@@ -432,7 +432,7 @@ void DeviceForward::final_norm(DeviceMatrix& h) const {
     ops_->rms_norm(h, w, eps_, h.cols, h);
 }
 
-Matrix DeviceForward::logits(const Matrix& hidden_rows, int64_t vocab, const std::function<void(float*)>& read_head) const {
+DeviceMatrix DeviceForward::logits(const Matrix& hidden_rows, int64_t vocab, const std::function<void(float*)>& read_head) const {
     const int64_t d = hidden_rows.cols();
     if (head_.empty()) {
         std::vector<float> w(static_cast<size_t>(vocab * d));
@@ -442,7 +442,7 @@ Matrix DeviceForward::logits(const Matrix& hidden_rows, int64_t vocab, const std
     const DeviceMatrix x = ops_->upload(hidden_rows.data(), hidden_rows.rows(), d);
     DeviceMatrix out = ops_->alloc(hidden_rows.rows(), vocab);
     ops_->linear(x, head_, nullptr, out);
-    return download(out);
+    return out;
 }
 
 }  // namespace moekit::model::detail

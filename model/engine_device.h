@@ -50,7 +50,7 @@ public:
     void final_norm(backend::DeviceMatrix& h) const;
     // logits [n, V] = hidden [n, d] W_head^T with the head weight uploaded once (host fp32 rows
     // [V, d] read through `read_head` on first use).
-    Matrix logits(const Matrix& hidden_rows, int64_t vocab, const std::function<void(float*)>& read_head) const;
+    backend::DeviceMatrix logits(const Matrix& hidden_rows, int64_t vocab, const std::function<void(float*)>& read_head) const;
 
     Matrix download(const backend::DeviceMatrix& m) const;
     // Bytes of weights kept on the device between passes, and the budget for them.

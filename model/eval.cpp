@@ -268,6 +268,28 @@ EvalReport evaluate(const EvalOptions& options) {
         std::vector<RowScore> scores(static_cast<size_t>(T));
         for (int64_t r0 = 0; r0 < T; r0 += options.chunk_rows) {
             const int64_t n = std::min(options.chunk_rows, T - r0);
+            if (options.device) {
+                // Scored where the logits are: only 4 numbers per row come back.
+                backend::DeviceOps& ops = *options.device;
+                const backend::DeviceIndex targets = ops.upload_index(target.data() + r0, n);
+                const backend::DeviceMatrix dm = engine.device_logits(hidden, r0, n);
+                backend::DeviceMatrix dr;
+                if (ref_engine) dr = ref_engine->device_logits(ref_hidden, r0, n);
+                backend::DeviceMatrix out = ops.alloc(n, 4);
+                ops.score_rows(dm, ref_engine ? &dr : nullptr, targets, out);
+                std::vector<float> row(static_cast<size_t>(4 * n));
+                ops.download(out, row.data());
+                for (int64_t i = 0; i < n; ++i) {
+                    if (target[static_cast<size_t>(r0 + i)] < 0) continue;
+                    RowScore& s = scores[static_cast<size_t>(r0 + i)];
+                    const float* o = row.data() + 4 * i;
+                    s.nll = o[0];
+                    s.ref_nll = o[1];
+                    s.kl = o[2];
+                    s.top1_agree = o[3] != 0.0f;
+                }
+                continue;
+            }
             const Matrix lm = engine.logits(hidden, r0, n);
             Matrix lr;
             if (ref_engine) lr = ref_engine->logits(ref_hidden, r0, n);

@@ -303,24 +303,56 @@ TEST(EngineDeviceWindow, SlidingWindowOnHostOps) {
     EXPECT_GT(rel_err(cpu.logits, full.logits), 1e-3) << "the window must change the result";
 }
 
-// `moekit eval` on a device: the same perplexity, KL 0 against itself, full routing agreement.
-TEST(EngineDeviceEval, DemoEvalOnHostOps) {
+// `moekit eval` on a device, scored there (DeviceOps::score_rows): against the demo model with
+// top-1 routing as the reference (so KL, top-1 and routing agreement are not trivial), the same
+// perplexities, KL, top-1 and routing agreement as the CPU; against itself KL 0.
+static void eval_matches_cpu(const std::shared_ptr<moekit::backend::DeviceOps>& device, double tol, const std::string& what) {
+    const fs::path ref = fs::temp_directory_path() / ("moekit_device_eval_" + std::to_string(::getpid()));
+    fs::create_directories(ref);
+    for (const auto& entry : fs::directory_iterator(model_dir("demo")))
+        if (entry.is_regular_file()) fs::copy_file(entry.path(), ref / entry.path().filename(), fs::copy_options::overwrite_existing);
+    nlohmann::json config;
+    std::ifstream(ref / "config.json") >> config;
+    config["num_experts_per_tok"] = 1;
+    std::ofstream(ref / "config.json") << config.dump(2);
+
     EvalOptions o;
     o.model_dir = model_dir("demo");
     o.corpus.data = {{"en", kData.parent_path() / "assets" / "corpus" / "eval" / "en.txt"}};
     o.corpus.max_tokens = 1500;
     o.corpus.seq_len = 256;
     o.threads = 2;
+    o.ref_dir = ref;
     const EvalReport cpu = evaluate(o);
-    o.ref_dir = o.model_dir;
-    o.device = make_host_ops(2);
+    o.device = device;
     const EvalReport dev = evaluate(o);
-    EXPECT_NEAR(dev.total.ppl(), cpu.total.ppl(), 1e-5 * cpu.total.ppl());
+    fs::remove_all(ref);
+    const double n = double(cpu.total.scored);
     EXPECT_EQ(dev.total.scored, cpu.total.scored);
-    EXPECT_LE(dev.total.kl_sum / double(dev.total.scored), 1e-9);
-    for (const auto& ra : dev.total.routing) EXPECT_EQ(ra.value(), 1.0);
-    EXPECT_EQ(to_json(dev)["params"]["device"], "host");
-    std::printf("[engine device] demo eval: host ops ppl %.6f, CPU %.6f\n", dev.total.ppl(), cpu.total.ppl());
+    EXPECT_NEAR(dev.total.ppl(), cpu.total.ppl(), tol * cpu.total.ppl()) << what;
+    EXPECT_NEAR(dev.total.ref_nll_sum / n, cpu.total.ref_nll_sum / n, tol) << what;
+    EXPECT_GT(cpu.total.kl_sum / n, 1e-3) << "the reference must differ";
+    EXPECT_NEAR(dev.total.kl_sum / n, cpu.total.kl_sum / n, tol * cpu.total.kl_sum / n + 1e-7) << what;
+    EXPECT_EQ(dev.total.top1_agree, cpu.total.top1_agree) << what;
+    ASSERT_EQ(dev.total.routing.size(), cpu.total.routing.size());
+    for (size_t i = 0; i < cpu.total.routing.size(); ++i)
+        EXPECT_EQ(dev.total.routing[i].value(), cpu.total.routing[i].value()) << what;
+    EXPECT_EQ(to_json(dev)["params"]["device"], device->describe());
+
+    o.ref_dir = o.model_dir;  // itself
+    const EvalReport self = evaluate(o);
+    EXPECT_LE(self.total.kl_sum / n, 1e-9);
+    EXPECT_EQ(self.total.top1_agree, self.total.scored);
+    std::printf("[engine device] demo eval on %s: ppl %.6f (CPU %.6f), KL %.6e (CPU %.6e), top-1 %lld/%lld\n",
+                device->describe().c_str(), dev.total.ppl(), cpu.total.ppl(), dev.total.kl_sum / n, cpu.total.kl_sum / n,
+                (long long)dev.total.top1_agree, (long long)dev.total.scored);
+}
+
+TEST(EngineDeviceEval, DemoEvalOnHostOps) { eval_matches_cpu(make_host_ops(2), kHostTol, "host ops"); }
+
+TEST(EngineDeviceEval, DemoEvalOnCuda) {
+    REQUIRE_GPU();
+    eval_matches_cpu(moekit::backend::make_cuda_ops(0), kCudaF32Tol, "cuda");
 }
 
 // The commands that calibrate through the engine make the same decisions when it runs on a
