@@ -82,6 +82,7 @@ bool DeviceForward::keep(uint64_t bytes) const {
 
 std::shared_ptr<DeviceForward::Layer> DeviceForward::layer(int64_t il) const {
     if (auto kept = cache_[static_cast<size_t>(il)]) return kept;
+    const PhaseTimer timer(EngineProfile::kLoadLayer);  // host conversion + upload
     LayerWeights lw = loader_.load_layer(il);
     auto L = std::make_shared<Layer>();
     L->input_norm = upload_vec(lw.input_norm);
@@ -303,6 +304,19 @@ void DeviceForward::moe_block(const DeviceBatch& batch, int64_t il, Layer& lw, c
     std::vector<int64_t> todo;
     for (int64_t e = 0; e < E; ++e)
         if (all || !rows[static_cast<size_t>(e)].empty()) todo.push_back(e);
+    // Every expert's rows and gates in one upload each; the experts use views of them.
+    std::vector<int64_t> offset(static_cast<size_t>(E) + 1, 0);
+    std::vector<int32_t> flat_rows;
+    std::vector<float> flat_gates;
+    flat_rows.reserve(static_cast<size_t>(T * k));
+    flat_gates.reserve(static_cast<size_t>(T * k));
+    for (int64_t e = 0; e < E; ++e) {
+        flat_rows.insert(flat_rows.end(), rows[static_cast<size_t>(e)].begin(), rows[static_cast<size_t>(e)].end());
+        flat_gates.insert(flat_gates.end(), gates[static_cast<size_t>(e)].begin(), gates[static_cast<size_t>(e)].end());
+        offset[static_cast<size_t>(e) + 1] = static_cast<int64_t>(flat_rows.size());
+    }
+    const DeviceIndex rows_d = o.upload_index(flat_rows.data(), static_cast<int64_t>(flat_rows.size()));
+    const DeviceMatrix gates_d = o.upload(flat_gates.data(), static_cast<int64_t>(flat_gates.size()), 1);
     std::vector<int64_t> all_rows;
     if (all) {
         all_rows.resize(static_cast<size_t>(T));
@@ -330,6 +344,7 @@ void DeviceForward::moe_block(const DeviceBatch& batch, int64_t il, Layer& lw, c
         for (const int64_t e : chunk) {
             std::shared_ptr<const Mlp> wp = lw.experts[static_cast<size_t>(e)];
             if (!wp) {
+                const PhaseTimer timer(EngineProfile::kLoadExperts);
                 auto up = std::make_shared<Mlp>(upload_mlp(host.experts[static_cast<size_t>(e)]));
                 up->base = lw.expert_base;
                 ops_->synchronize();  // the upload has read the host copy
@@ -342,8 +357,8 @@ void DeviceForward::moe_block(const DeviceBatch& batch, int64_t il, Layer& lw, c
             const auto& ge = gates[static_cast<size_t>(e)];
             const auto n = static_cast<int64_t>(re.size());
             DeviceMatrix X, Y, Yr;
-            DeviceIndex idx;
-            if (n > 0) idx = o.upload_index(re.data(), n);
+            const int64_t off = offset[static_cast<size_t>(e)];
+            const DeviceIndex idx{rows_d.mem, rows_d.ptr + off, n};
             if (all) {
                 Y = o.alloc(T, d);
                 run_mlp(w, x, Y);
@@ -358,7 +373,7 @@ void DeviceForward::moe_block(const DeviceBatch& batch, int64_t il, Layer& lw, c
                 run_mlp(w, X, Yr);
             }
             if (n > 0) {
-                const DeviceMatrix g = o.upload(ge.data(), n, 1);
+                const DeviceMatrix g = gates_d.rows_view(off, n);
                 o.scatter_add_rows(Yr, idx, g, routed);
             }
             if (!obs.expert.empty() && n > 0) {
