@@ -5,7 +5,9 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/sgemm.h"
 #include "model/engine_linalg.h"
+#include "model/eval_exp.h"
 #include "model/norm.h"
 
 namespace moekit::model::detail {
@@ -62,7 +64,7 @@ void attention_core(const Matrix& q, const Matrix& k, const Matrix& v, int64_t n
             const auto K = k.block(task.seq_begin + k0, hk * d_qk, nk, d_qk);
             const auto V = v.block(task.seq_begin + k0, hk * d_v, nk, d_v);
             scores.resize(task.nq, nk);
-            scores.noalias() = Q * K.transpose();
+            core::sgemm(true, task.nq, nk, d_qk, Q.data(), q.outerStride(), K.data(), k.outerStride(), scores.data(), nk);
             for (int64_t r = 0; r < task.nq; ++r) {
                 const int64_t i = task.q0 + r;  // query position
                 const int64_t lo = window > 0 ? std::max<int64_t>(0, i - window + 1) : 0;
@@ -70,12 +72,13 @@ void attention_core(const Matrix& q, const Matrix& k, const Matrix& v, int64_t n
                 const int64_t a = lo - k0, b = i - k0 + 1;  // visible keys [a, b) of this block
                 Eigen::Map<Eigen::ArrayXf> vis(row + a, b - a);
                 vis *= scale;
-                vis = (vis - vis.maxCoeff()).exp();
+                exp_shifted(row + a, b - a, vis.maxCoeff(), row + a);  // in place
                 vis *= 1.0f / vis.sum();
                 std::fill(row, row + a, 0.0f);
                 std::fill(row + b, row + nk, 0.0f);
             }
-            out.block(task.seq_begin + task.q0, task.head * d_v, task.nq, d_v).noalias() = scores * V;
+            core::sgemm(false, task.nq, d_v, nk, scores.data(), nk, V.data(), v.outerStride(),
+                        out.data() + (task.seq_begin + task.q0) * out.outerStride() + task.head * d_v, out.outerStride());
         }
     }
 }

@@ -3,6 +3,8 @@
 #include <algorithm>
 
 #include "core/gemm_bf16.h"
+#include "core/sgemm.h"
+#include "model/eval_exp.h"
 
 namespace moekit::model::detail {
 
@@ -16,7 +18,8 @@ void gemm_rows(const ConstRef& x, const Weight& w, MutRef out) {
         core::bf16::gemm(x.data(), x.rows(), x.outerStride(), w.packed.data(), w.rows, w.cols, out.data(),
                          out.outerStride());
     else
-        out.noalias() = x * w.mat().transpose();
+        core::sgemm(true, x.rows(), w.rows, w.cols, x.data(), x.outerStride(), w.data.data(), w.cols, out.data(),
+                    out.outerStride());
 }
 
 void linear(const ConstRef& x, const Weight& w, const Weight* bias, Matrix& out, int n_threads) {
@@ -36,7 +39,6 @@ void linear(const ConstRef& x, const Weight& w, const Weight* bias, Matrix& out,
         }
         return;
     }
-    const auto W = w.mat();
     const bool has_bias = bias && !bias->empty();
     if (n >= 32 * int64_t(n_threads) || n_out < 64) {
         const int64_t rb = row_block(n, n_threads, 16);
@@ -44,7 +46,8 @@ void linear(const ConstRef& x, const Weight& w, const Weight* bias, Matrix& out,
 #pragma omp parallel for schedule(static) num_threads(n_threads) if (n_blocks > 1)
         for (std::ptrdiff_t b = 0; b < n_blocks; ++b) {
             const int64_t r0 = b * rb, nr = std::min(rb, n - r0);
-            out.middleRows(r0, nr).noalias() = x.middleRows(r0, nr) * W.transpose();
+            core::sgemm(true, nr, n_out, w.cols, x.data() + r0 * x.outerStride(), x.outerStride(), w.data.data(), w.cols,
+                        out.data() + r0 * out.outerStride(), out.outerStride());
             if (has_bias) out.middleRows(r0, nr).rowwise() += bias->vec();
         }
     } else {
@@ -54,13 +57,19 @@ void linear(const ConstRef& x, const Weight& w, const Weight* bias, Matrix& out,
 #pragma omp parallel for schedule(static) num_threads(n_threads) if (n_blocks > 1)
         for (std::ptrdiff_t b = 0; b < n_blocks; ++b) {
             const int64_t c0 = b * cb, nc = std::min(cb, n_out - c0);
-            out.middleCols(c0, nc).noalias() = x * W.middleRows(c0, nc).transpose();
+            core::sgemm(true, n, nc, w.cols, x.data(), x.outerStride(), w.data.data() + c0 * w.cols, w.cols, out.data() + c0,
+                        out.outerStride());
             if (has_bias) out.middleCols(c0, nc).rowwise() += bias->vec().segment(c0, nc);
         }
     }
 }
 
 namespace {
+
+// scratch [n, 2F]: its left half becomes silu(gate) * up (the right half).
+void silu_rows(Matrix& scratch, int64_t f) {
+    for (Eigen::Index r = 0; r < scratch.rows(); ++r) silu_mul(scratch.row(r).data(), scratch.row(r).data() + f, f);
+}
 
 // The low-rank expert (MlpWeights::factored): every projection as x Bᵀ then Aᵀ (+ the base).
 void mlp_rows_lowrank(const ConstRef& x, const MlpWeights& w, Matrix& scratch, MutRef y) {
@@ -70,8 +79,7 @@ void mlp_rows_lowrank(const ConstRef& x, const MlpWeights& w, Matrix& scratch, M
     scratch.leftCols(f).noalias() = t.leftCols(rg) * w.gate_a.mat().transpose();
     scratch.rightCols(f).noalias() = t.rightCols(ru) * w.up_a.mat().transpose();
     if (w.base) scratch.noalias() += x * w.base->gate_up.mat().transpose();
-    auto g = scratch.leftCols(f).array();
-    g = g / (1.0f + (-g).exp()) * scratch.rightCols(f).array();  // silu(gate) * up
+    silu_rows(scratch, f);
     const Matrix u = scratch.leftCols(f) * w.down_b.mat().transpose();  // [n, r_down]
     y.noalias() = u * w.down_a.mat().transpose();
     if (w.base) y.noalias() += scratch.leftCols(f) * w.base->down.mat().transpose();
@@ -85,8 +93,7 @@ void mlp_rows(const ConstRef& x, const MlpWeights& w, Matrix& scratch, MutRef y)
     scratch.resize(x.rows(), 2 * f);
     gemm_rows(x, w.gate_up, scratch);
     if (!w.gate_up_bias.empty()) scratch.rowwise() += w.gate_up_bias.vec();
-    auto g = scratch.leftCols(f).array();
-    g = g / (1.0f + (-g).exp()) * scratch.rightCols(f).array();  // silu(gate) * up
+    silu_rows(scratch, f);
     gemm_rows(scratch.leftCols(f), w.down, y);
     if (!w.down_bias.empty()) y.rowwise() += w.down_bias.vec();
 }

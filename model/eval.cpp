@@ -123,22 +123,6 @@ double percentile(std::vector<float> values, double q) {
 
 }  // namespace
 
-namespace detail {
-
-void exp_shifted_base(const float* x, int64_t n, float mx, float* e) {
-    Eigen::Map<Eigen::ArrayXf>(e, n) = (Eigen::Map<const Eigen::ArrayXf>(x, n) - mx).exp();
-}
-
-void exp_shifted(const float* x, int64_t n, float mx, float* e) {
-    static const bool avx2 = exp_shifted_avx2_available();
-    if (avx2)
-        exp_shifted_avx2(x, n, mx, e);
-    else
-        exp_shifted_base(x, n, mx, e);
-}
-
-}  // namespace detail
-
 double DomainResult::ppl() const { return std::exp(mean_nll()); }
 double EvalReport::tokens_per_s() const { return eval_s > 0 ? static_cast<double>(total.tokens) / eval_s : 0.0; }
 

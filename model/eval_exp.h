@@ -18,4 +18,10 @@ void exp_shifted_base(const float* x, int64_t n, float mx, float* e);  // baseli
 bool exp_shifted_avx2_available();
 void exp_shifted_avx2(const float* x, int64_t n, float mx, float* e);  // only if available
 
+// SwiGLU's activation in place: g[i] = g[i] / (1 + exp(-g[i])) * u[i] for i < n (the expert,
+// shared and dense MLPs), the same two builds with the same dispatch. e may alias x above.
+void silu_mul(float* g, const float* u, int64_t n);        // dispatches
+void silu_mul_base(float* g, const float* u, int64_t n);   // baseline ISA
+void silu_mul_avx2(float* g, const float* u, int64_t n);   // only if exp_shifted_avx2_available()
+
 }  // namespace moekit::model::detail

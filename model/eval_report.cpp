@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/format.h"
 #include "core/gemm_bf16.h"
+#include "core/sgemm.h"
 #include "model/eval.h"
 
 namespace moekit::model {
@@ -17,7 +18,7 @@ namespace {
 
 std::string gemm_backend(const EvalOptions& o) {
     if (o.device) return o.compute == Compute::kBf16 ? "cuBLAS GemmEx bf16 x bf16 -> fp32" : "cuBLAS sgemm (fp32)";
-    return o.compute == Compute::kBf16 ? core::bf16::describe() : "OpenBLAS sgemm (fp32)";
+    return o.compute == Compute::kBf16 ? core::bf16::describe() : std::string(core::sgemm_backend()) + " (fp32)";
 }
 
 constexpr const char* kConvention =

@@ -16,6 +16,7 @@
 
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include "core/bf16/dnnl/single_threaded.h"
 #include "core/error.h"
 #include "core/gemm_bf16.h"
 
@@ -32,17 +33,7 @@ dnnl::engine& cpu_engine() {
     return eng;
 }
 
-// Sets the calling thread's OpenMP team size to 1 for the scope (restores it after).
-class SingleThreaded {
-public:
-    SingleThreaded() : saved_(omp_get_max_threads()) { omp_set_num_threads(1); }
-    ~SingleThreaded() { omp_set_num_threads(saved_); }
-    SingleThreaded(const SingleThreaded&) = delete;
-    SingleThreaded& operator=(const SingleThreaded&) = delete;
-
-private:
-    int saved_;
-};
+using detail::SingleThreaded;
 
 // The weights as matmul sees them: [K = cols, N = rows]; W row-major [rows, cols] is tag "ba".
 memory::desc weights_plain(int64_t rows, int64_t cols) { return memory::desc({cols, rows}, dt::f32, tag::ba); }
