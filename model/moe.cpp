@@ -1,7 +1,7 @@
 // MoE block: routing, batched expert GEMMs, shared experts, observer calls (see moe.h).
 //
-// Experts are processed in ascending order in chunks of at most max(4, 2 x threads) experts whose
-// gathered rows stay within max(T, 4096), so the temporaries are a small multiple of the layer's
+// Experts are processed in ascending order in chunks of at most max(4, 2 x threads) experts (more
+// while their fp32 weights stay under 256 MB) whose gathered rows stay within max(T, 4096), so the temporaries are a small multiple of the layer's
 // activations and only one chunk of experts' weights is resident at a time (a DeepSeek-V3 layer
 // holds 45 GB of fp32 expert weights; a chunk of 32 of its experts holds 5.6 GB). Within a chunk the work is split into
 // (expert, block of rows) tasks run in parallel: each task gathers its rows of the normed input
@@ -21,6 +21,7 @@ namespace moekit::model::detail {
 namespace {
 
 constexpr int64_t kMinChunkRows = 4096;
+constexpr uint64_t kChunkWeightBytes = uint64_t(256) << 20;
 
 void gather(const Matrix& x, const std::vector<int64_t>& rows, Matrix& out) {
     out.resize(static_cast<Eigen::Index>(rows.size()), x.cols());
@@ -73,7 +74,12 @@ void moe_block(const Matrix& residual, const Matrix& x, LayerWeights& lw, const 
 
     Matrix routed = Matrix::Zero(T, d);
     const int64_t budget = std::max(T, kMinChunkRows);
-    const size_t max_chunk_experts = static_cast<size_t>(std::max(4, 2 * nt));
+    // At least 2 experts per thread, more while their fp32 weights stay under kChunkWeightBytes:
+    // small experts (the demo's are 196 KB) then run in one parallel region per layer instead of
+    // one per few experts; large ones (DeepSeek-V3's 176 MB) keep the chunk, and memory, small.
+    const uint64_t expert_bytes = uint64_t(3) * uint64_t(d) * uint64_t(std::max<int64_t>(1, mc.d_ff_expert)) * sizeof(float);
+    const size_t max_chunk_experts =
+        std::max(static_cast<size_t>(std::max(4, 2 * nt)), static_cast<size_t>(kChunkWeightBytes / expert_bytes));
     size_t next = 0;
     while (next < todo.size()) {
         std::vector<int64_t> chunk;
