@@ -37,7 +37,7 @@ CLI::App* add_eval(CLI::App& app, EvalCommand& command) {
         "MODEL_DIR/moekit.json \"expert_map\" when the expert counts differ).\n\n"
         "Precision (--compute): fp32 (default) is exact (parity with transformers in fp32). bf16 runs the\n"
         "attention projections, the expert/shared/dense MLPs and the lm_head as bf16 x bf16 GEMMs with fp32\n"
-        "accumulation (oneDNN; on an AVX512_BF16 CPU 1.6-1.7x the fp32 tokens/s of an OLMoE-shaped model);\n"
+        "accumulation (oneDNN; on AVX512_BF16 / AMX CPUs 1.6-2.0x the fp32 tokens/s of an OLMoE-shaped model);\n"
         "norms, RoPE, attention scores, the router, softmax and the NLL stay fp32. The --ref model always\n"
         "runs in fp32, so\n"
         "`--compute bf16 --ref MODEL_DIR` measures what bf16 changes (KL, top-1, routing agreement).\n\n"
