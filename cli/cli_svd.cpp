@@ -7,6 +7,8 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "cuda/device_ops.h"
+#include "cuda/linalg.h"
 #include "svd/svd.h"
 
 namespace moekit::cli {
@@ -82,9 +84,12 @@ svd::SvdOptions svd_options(const SvdCommand& command) {
 int run_svd(const SvdCommand& command) {
     const std::string device = apply_common_options(command.common);
     require_directory(command.model_dir, "MODEL_DIR");
-    if (device == "cuda" && command.common.device == "cuda") std::cerr << "moekit: note: svd runs on the CPU\n";
 
-    const svd::SvdOptions options = svd_options(command);
+    svd::SvdOptions options = svd_options(command);
+    if (device == "cuda") {  // calibration forward and the truncated SVDs on GPU 0
+        options.device = backend::make_cuda_ops(0);
+        options.svd_fn = [](const svd::MatrixD& m) { return backend::cuda_svd(0, m); };
+    }
     const svd::SvdResult result = svd::svd(options);
     clear_tty_progress();
     if (command.common.json)

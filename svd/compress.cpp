@@ -67,7 +67,8 @@ std::string proj_tensor(const model::ExpertTensorNames& names, int p) {
 }  // namespace
 
 LayerFactors compress_layer(const io::Checkpoint& ckpt, const model::ArchSpec& arch, const model::ModelConfig& mc,
-                            Method method, double ratio, int64_t il, const LayerCalib* calib, int n_threads) {
+                            Method method, double ratio, int64_t il, const LayerCalib* calib, int n_threads,
+                            const SvdFn& svd_fn) {
     if (method != Method::plain && !calib) throw InternalError("svd", "whitened methods need calibration statistics");
     const int64_t E = mc.n_expert_at(il);
     LayerFactors lf;
@@ -121,7 +122,7 @@ LayerFactors compress_layer(const io::Checkpoint& ckpt, const model::ArchSpec& a
                 MatrixD w = read_matrix(ckpt, proj_tensor(names, p));
                 if (method == Method::d2_moe) w -= from_row_major(lf.base[p], w.rows(), w.cols());
                 const int64_t r = method_rank(method, w.rows(), w.cols(), E, ratio);
-                const LowRank lr = factorize_with(w, whiten ? (p == 2 ? &wh_mid : &wh_in) : nullptr, r);
+                const LowRank lr = factorize_with(w, whiten ? (p == 2 ? &wh_mid : &wh_in) : nullptr, r, svd_fn);
                 ef.shift = std::max(ef.shift, lr.shift);
                 tails[static_cast<size_t>(ie * 3 + p)] = lr.tail_energy;
                 Factors& f = ef.proj[p];
@@ -151,7 +152,7 @@ LayerFactors compress_layer(const io::Checkpoint& ckpt, const model::ArchSpec& a
 
 std::vector<LayerFactors> compress(const io::Checkpoint& ckpt, const model::ArchSpec& arch, const model::ModelConfig& mc,
                                    Method method, double ratio, const std::vector<LayerCalib>* calib, int n_threads,
-                                   const std::function<void(double, const std::string&)>& progress) {
+                                   const std::function<void(double, const std::string&)>& progress, const SvdFn& svd_fn) {
     if (method != Method::plain && !calib) throw InternalError("svd", "whitened methods need calibration statistics");
     std::vector<LayerFactors> out;
     std::vector<int64_t> moe_layers;
@@ -162,7 +163,7 @@ std::vector<LayerFactors> compress(const io::Checkpoint& ckpt, const model::Arch
             progress(static_cast<double>(li) / static_cast<double>(moe_layers.size()),
                      "factorizing layer " + std::to_string(moe_layers[li]));
         out.push_back(compress_layer(ckpt, arch, mc, method, ratio, moe_layers[li], calib ? &calib->at(li) : nullptr,
-                                     n_threads));
+                                     n_threads, svd_fn));
     }
     return out;
 }

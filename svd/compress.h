@@ -62,13 +62,14 @@ int64_t method_rank(Method method, int64_t m, int64_t n, int64_t n_expert, doubl
 // null for Method::plain. Experts are processed in parallel (n_threads).
 LayerFactors compress_layer(const io::Checkpoint& checkpoint, const model::ArchSpec& arch,
                             const model::ModelConfig& config, Method method, double ratio, int64_t layer,
-                            const LayerCalib* calib, int n_threads);
+                            const LayerCalib* calib, int n_threads, const SvdFn& svd_fn = {});
 
 // Factorizes every routed expert of every MoE layer. `calib` may be null for Method::plain.
 // Experts are processed in parallel (n_threads); `progress` gets (fraction, what).
 std::vector<LayerFactors> compress(const io::Checkpoint& checkpoint, const model::ArchSpec& arch,
                                    const model::ModelConfig& config, Method method, double ratio,
                                    const std::vector<LayerCalib>* calib, int n_threads,
-                                   const std::function<void(double, const std::string&)>& progress = {});
+                                   const std::function<void(double, const std::string&)>& progress = {},
+                                   const SvdFn& svd_fn = {});
 
 }  // namespace moekit::svd

@@ -18,8 +18,8 @@ int64_t rank_for_ratio(int64_t m, int64_t n, double ratio) {
 namespace {
 
 // A = U_r Σ_r^{1/2}, B' = Σ_r^{1/2} V_rᵀ from the thin SVD of `m`; tail energy of the cut.
-void truncate(const MatrixD& m, int64_t rank, LowRank& out, MatrixD& bt) {
-    const core::Svd<double> s = core::svd(m);
+void truncate(const MatrixD& m, int64_t rank, LowRank& out, MatrixD& bt, const SvdFn& svd_fn) {
+    const core::Svd<double> s = svd_fn ? svd_fn(m) : core::svd(m);
     const int64_t r = std::min<int64_t>(rank, s.s.size());
     const Eigen::VectorXd root = s.s.head(r).cwiseSqrt();
     out.a = s.u.leftCols(r) * root.asDiagonal();
@@ -45,18 +45,18 @@ Whitening whitening(const MatrixD& h) {
     return wh;
 }
 
-LowRank factorize(const MatrixD& w, const MatrixD* h, int64_t rank) {
-    if (!h) return factorize_with(w, nullptr, rank);
+LowRank factorize(const MatrixD& w, const MatrixD* h, int64_t rank, const SvdFn& svd_fn) {
+    if (!h) return factorize_with(w, nullptr, rank, svd_fn);
     const Whitening wh = whitening(*h);
-    return factorize_with(w, &wh, rank);
+    return factorize_with(w, &wh, rank, svd_fn);
 }
 
-LowRank factorize_with(const MatrixD& w, const Whitening* wh, int64_t rank) {
+LowRank factorize_with(const MatrixD& w, const Whitening* wh, int64_t rank, const SvdFn& svd_fn) {
     LowRank out;
     const int64_t n = w.cols();
     rank = std::clamp<int64_t>(rank, 1, std::min<int64_t>(w.rows(), n));
     if (!wh) {
-        truncate(w, rank, out, out.b);
+        truncate(w, rank, out, out.b, svd_fn);
         return out;
     }
     if (wh->s.rows() != n || wh->s.cols() != n)
@@ -65,7 +65,7 @@ LowRank factorize_with(const MatrixD& w, const Whitening* wh, int64_t rank) {
     out.whitened = true;
     out.shift = wh->shift;
     const MatrixD ws = w * wh->s;  // S's strict upper triangle is zero: a plain (BLAS) product
-    truncate(ws, rank, out, out.b);  // out.b = Σ_r^{1/2} V_rᵀ for now
+    truncate(ws, rank, out, out.b, svd_fn);  // out.b = Σ_r^{1/2} V_rᵀ for now
     // B = Σ_r^{1/2} V_rᵀ S⁻¹: solve X S = Σ_r^{1/2} V_rᵀ (S lower triangular, from the right).
     core::solve_triangular(wh->s, out.b, core::TriangularSolve{true, false, false});
     return out;

@@ -12,12 +12,18 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include <Eigen/Core>
+
+#include "core/linalg.h"
 
 namespace moekit::svd {
 
 using MatrixD = Eigen::MatrixXd;  // column-major, LAPACK's layout
+// The thin SVD the factorizations use: empty = core::svd (LAPACK gesdd on the CPU); `moekit svd
+// --device cuda` passes backend::cuda_svd (cuSOLVER).
+using SvdFn = std::function<core::Svd<double>(const MatrixD&)>;
 
 struct LowRank {
     MatrixD a;                 // [m, r]
@@ -42,9 +48,9 @@ Whitening whitening(const MatrixD& h);
 
 // Factorizes W at `rank` (clamped to min(m, n)); `h` = nullptr gives plain SVD. `h` must be
 // symmetric [n, n]; it is normalized by nothing here (callers pass the mean, see above).
-LowRank factorize(const MatrixD& w, const MatrixD* h, int64_t rank);
+LowRank factorize(const MatrixD& w, const MatrixD* h, int64_t rank, const SvdFn& svd_fn = {});
 // The same with a precomputed whitening (nullptr: plain SVD).
-LowRank factorize_with(const MatrixD& w, const Whitening* wh, int64_t rank);
+LowRank factorize_with(const MatrixD& w, const Whitening* wh, int64_t rank, const SvdFn& svd_fn = {});
 
 // ‖(W − A B) X‖_F² / N for the inputs whose second moment is H = XᵀX / N: tr((W−AB) H (W−AB)ᵀ).
 double weighted_error(const MatrixD& w, const LowRank& f, const MatrixD& h);

@@ -51,7 +51,11 @@ SvdResult svd(const SvdOptions& options) {
     res.threads = options.threads > 0 ? options.threads : std::max(1, omp_get_max_threads());
 
     const io::Checkpoint ckpt = io::Checkpoint::open(options.model_dir);
-    const model::Engine engine(ckpt, model::EngineOptions{res.threads});
+    model::EngineOptions engine_options;
+    engine_options.threads = res.threads;
+    engine_options.device = options.device;  // the calibration forward
+    if (options.device) res.device = options.device->describe();
+    const model::Engine engine(ckpt, engine_options);
     const model::ModelConfig& mc = engine.config();
     const model::ArchSpec& arch = engine.arch();
     res.model_type = mc.model_type;
@@ -99,7 +103,8 @@ SvdResult svd(const SvdOptions& options) {
                     const auto tf = core::Clock::now();
                     progress(static_cast<double>(res.layers.size()) / static_cast<double>(n_moe),
                              "factorizing layer " + std::to_string(lc.layer));
-                    res.layers.push_back(compress_layer(ckpt, arch, mc, res.method, options.ratio, lc.layer, &lc, res.threads));
+                    res.layers.push_back(compress_layer(ckpt, arch, mc, res.method, options.ratio, lc.layer, &lc, res.threads,
+                                                        options.svd_fn));
                     factor_s += core::seconds_since(tf);
                 });
             std::vector<std::vector<int32_t>> seqs;
@@ -110,7 +115,7 @@ SvdResult svd(const SvdOptions& options) {
     }
 
     auto t = std::chrono::steady_clock::now();
-    if (!whitened) res.layers = compress(ckpt, arch, mc, res.method, options.ratio, nullptr, res.threads, progress);
+    if (!whitened) res.layers = compress(ckpt, arch, mc, res.method, options.ratio, nullptr, res.threads, progress, options.svd_fn);
     for (const LayerFactors& lf : res.layers) {
         for (const ExpertFactors& ef : lf.experts)
             for (const Factors& fp : ef.proj) {

@@ -18,12 +18,14 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "cuda/device_ops.h"
 #include "io/checkpoint_edit.h"
 #include "model/corpus.h"
 #include "svd/compress.h"
@@ -48,6 +50,10 @@ struct SvdOptions {
     // MoE layer's statistics until the last (svd/calib.h). Larger passes hold more activations.
     int64_t batch_tokens = kDefaultBatchTokens;
     int threads = 0;                      // 0: all cores
+    // --device cuda: the calibration forward on the device (model::EngineOptions::device) and the
+    // truncated SVDs through svd_fn (backend::cuda_svd); empty / nullptr: the CPU.
+    std::shared_ptr<backend::DeviceOps> device = nullptr;
+    SvdFn svd_fn;
     uint64_t max_shard_bytes = 5'000'000'000;
     std::string tool_version;
     std::function<void(double, const std::string&)> progress;
@@ -72,6 +78,7 @@ struct SvdResult {
     std::optional<io::WriteResult> written;
     double calib_s = 0, factor_s = 0, write_s = 0, wall_s = 0;
     int threads = 0;
+    std::string device = "cpu";          // where calibration and SVDs ran
     nlohmann::ordered_json moekit_json;
 };
 

@@ -108,7 +108,7 @@ Json to_json(const SvdResult& r) {
     j["dry_run"] = r.options.dry_run;
     j["output"] = r.written ? Json(r.written->dir.string()) : Json(nullptr);
     j["timing"] = {{"calibration_s", r.calib_s}, {"factorize_s", r.factor_s}, {"write_s", r.write_s},
-                   {"wall_s", r.wall_s}, {"threads", r.threads}};
+                   {"wall_s", r.wall_s}, {"threads", r.threads}, {"device", r.device}};
     return j;
 }
 

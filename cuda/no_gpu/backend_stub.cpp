@@ -2,6 +2,7 @@
 // with a clear message.
 #include "cuda/backend.h"
 #include "cuda/device_ops.h"
+#include "cuda/linalg.h"
 
 #include "core/error.h"
 
@@ -14,6 +15,8 @@ std::string cuda_unavailable_reason() { return "moekit was built without the CUD
 void cuda_convert_to_f32(int, core::DType, const std::byte*, std::size_t, float*) {
     throw Error("cuda", cuda_unavailable_reason());
 }
+
+core::Svd<double> cuda_svd(int, const core::MatrixC<double>&) { throw Error("cuda", cuda_unavailable_reason()); }
 
 std::unique_ptr<DeviceOps> make_cuda_ops(int) { throw Error("cuda", cuda_unavailable_reason()); }
 

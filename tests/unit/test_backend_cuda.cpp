@@ -5,10 +5,13 @@
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/linalg.h"
 #include "cuda/backend.h"
+#include "cuda/linalg.h"
 
 namespace {
 
@@ -69,3 +72,25 @@ TEST(BackendCuda, StubOrDeviceRefusesUnsupportedWork) {
 }
 
 }  // namespace
+
+// cuSOLVER's SVD (backend::cuda_svd, used by `moekit svd --device cuda`) against LAPACK's
+// (core::svd) on tall, wide and square matrices: singular values to 1e-10 relative, the product
+// U diag(s) Vt to 1e-10 of A, orthonormal factors.
+TEST(BackendCuda, SvdMatchesLapack) {
+    REQUIRE_GPU();
+    std::mt19937 rng(3);
+    std::normal_distribution<double> nd;
+    for (const auto& [m, n] : std::vector<std::pair<int, int>>{{300, 120}, {120, 300}, {256, 256}, {1, 7}}) {
+        moekit::core::MatrixC<double> a(m, n);
+        for (Eigen::Index i = 0; i < a.size(); ++i) a.data()[i] = nd(rng);
+        const auto cpu = moekit::core::svd(a);
+        const auto gpu = moekit::backend::cuda_svd(0, a);
+        ASSERT_EQ(gpu.s.size(), cpu.s.size());
+        EXPECT_LE((gpu.s - cpu.s).cwiseAbs().maxCoeff(), 1e-10 * cpu.s(0)) << m << " x " << n;
+        const moekit::core::MatrixC<double> back = gpu.u * gpu.s.asDiagonal() * gpu.vt;
+        EXPECT_LE((back - a).norm(), 1e-10 * a.norm()) << m << " x " << n;
+        const auto k = gpu.s.size();
+        EXPECT_LE((gpu.u.transpose() * gpu.u - Eigen::MatrixXd::Identity(k, k)).norm(), 1e-10);
+        EXPECT_LE((gpu.vt * gpu.vt.transpose() - Eigen::MatrixXd::Identity(k, k)).norm(), 1e-10);
+    }
+}

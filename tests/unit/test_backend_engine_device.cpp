@@ -9,6 +9,7 @@
 //   a GPU each CUDA test prints *** SKIPPED and reports itself skipped.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -28,12 +29,14 @@
 #include "core/error.h"
 #include "cuda/backend.h"
 #include "cuda/device_ops.h"
+#include "core/linalg.h"
 #include "io/checkpoint.h"
 #include "merge/merge.h"
 #include "model/device_ops_host.h"
 #include "model/engine.h"
 #include "model/eval.h"
 #include "prune/prune.h"
+#include "svd/svd.h"
 
 namespace fs = std::filesystem;
 using moekit::io::Checkpoint;
@@ -428,4 +431,35 @@ TEST(EngineDeviceCache, KeptWeightsGiveTheSameResults) {
     const Engine dev(ckpt, options);
     dev.forward_hidden(seqs_a);
     EXPECT_EQ(dev.device_weight_bytes(), 0u);
+}
+
+// `moekit svd` with the calibration forward on a device and its truncated SVDs through SvdOptions'
+// svd_fn (what --device cuda sets to backend::cuda_svd; here a counting wrapper of core::svd):
+// the same routed-token counts and tail energies as on the CPU, every SVD through svd_fn.
+TEST(EngineDeviceCommands, SvdCalibratesOnHostOpsAndUsesSvdFn) {
+    moekit::svd::SvdOptions o;
+    o.model_dir = model_dir("demo");
+    o.ratio = 0.5;
+    o.dry_run = true;
+    o.calib.data = {{"en", kData.parent_path() / "assets" / "corpus" / "train" / "en.txt"}};
+    o.calib.max_tokens = 1024;
+    o.threads = 2;
+    const auto cpu = moekit::svd::to_json(moekit::svd::svd(o));
+    std::atomic<int> calls{0};
+    o.device = make_host_ops(2);
+    o.svd_fn = [&calls](const moekit::svd::MatrixD& m) {
+        ++calls;
+        return moekit::core::svd(m);
+    };
+    const auto dev = moekit::svd::to_json(moekit::svd::svd(o));
+    ASSERT_EQ(dev["layers"].size(), cpu["layers"].size());
+    for (size_t i = 0; i < cpu["layers"].size(); ++i) {
+        EXPECT_EQ(dev["layers"][i]["tokens"], cpu["layers"][i]["tokens"]);
+        for (const char* p : {"gate", "up", "down"})
+            EXPECT_NEAR(dev["layers"][i]["tail_energy"][p].get<double>(), cpu["layers"][i]["tail_energy"][p].get<double>(),
+                        1e-6 * cpu["layers"][i]["tail_energy"][p].get<double>());
+    }
+    const int64_t n_expert = Engine(Checkpoint::open(o.model_dir)).config().n_expert;
+    EXPECT_EQ(calls.load(), int(cpu["layers"].size()) * n_expert * 3);
+    EXPECT_EQ(dev["timing"]["device"], "host");
 }
