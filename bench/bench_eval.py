@@ -89,6 +89,19 @@ def windows(ids, seq_len):
     return out
 
 
+def group_windows(wins, batch_windows):
+    """Batches of up to batch_windows same-length windows; a final partial window runs alone."""
+    groups, cur = [], []
+    for w in wins:
+        if cur and (len(w) != len(cur[0]) or len(cur) == batch_windows):
+            groups.append(cur)
+            cur = []
+        cur.append(w)
+    if cur:
+        groups.append(cur)
+    return groups
+
+
 def profile(stderr):
     """Engine phase times (MOEKIT_ENGINE_PROFILE=1 prints them to stderr at exit), seconds."""
     for line in stderr.splitlines():
@@ -128,16 +141,7 @@ def run_transformers(model_dir, ids, seq_len, threads, batch_windows, dtype="flo
     torch.set_num_threads(threads)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype), attn_implementation="eager")
     model.eval()
-    wins = windows(ids, seq_len)
-    # Same-length windows batch together; a final partial window runs alone.
-    groups, cur = [], []
-    for w in wins:
-        if cur and (len(w) != len(cur[0]) or len(cur) == batch_windows):
-            groups.append(cur)
-            cur = []
-        cur.append(w)
-    if cur:
-        groups.append(cur)
+    groups = group_windows(windows(ids, seq_len), batch_windows)
     nll, scored, tokens = 0.0, 0, 0
 
     def step(g):

@@ -44,7 +44,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from bench_eval import profile, windows  # noqa: E402  (the CPU benchmark's helpers)
+from bench_eval import group_windows, profile, windows  # noqa: E402  (the CPU benchmark's helpers)
 
 
 def ceilings(device):
@@ -116,15 +116,7 @@ def run_transformers(model_dir, ids, seq_len, batch_windows, dtype, device):
     from transformers import AutoModelForCausalLM
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype), attn_implementation="sdpa").to(device)
     model.eval()
-    wins = windows(ids, seq_len)
-    groups, cur = [], []
-    for w in wins:
-        if cur and (len(w) != len(cur[0]) or len(cur) == batch_windows):
-            groups.append(cur)
-            cur = []
-        cur.append(w)
-    if cur:
-        groups.append(cur)
+    groups = group_windows(windows(ids, seq_len), batch_windows)
 
     def step(g):
         x = torch.tensor(np.stack(g), dtype=torch.long, device=device)

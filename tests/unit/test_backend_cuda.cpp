@@ -12,29 +12,9 @@
 #include "core/linalg.h"
 #include "cuda/backend.h"
 #include "cuda/linalg.h"
+#include "gpu_test_util.h"
 
 namespace {
-
-bool gpu_or_skip_reason(std::string& reason) {
-    if (!moekit::backend::cuda_compiled()) {
-        reason = "CUDA backend not built";
-        return false;
-    }
-    if (moekit::backend::cuda_devices().empty()) {
-        reason = moekit::backend::cuda_unavailable_reason();
-        return false;
-    }
-    return true;
-}
-
-#define REQUIRE_GPU()                                                                      \
-    do {                                                                                   \
-        std::string reason;                                                                \
-        if (!gpu_or_skip_reason(reason)) {                                                 \
-            std::fprintf(stderr, "*** SKIPPED (no GPU): %s\n", reason.c_str());            \
-            GTEST_SKIP() << "SKIPPED: GPU test not run: " << reason;                       \
-        }                                                                                  \
-    } while (0)
 
 TEST(BackendCuda, ReportsConsistently) {
     const auto gpus = moekit::backend::cuda_devices();

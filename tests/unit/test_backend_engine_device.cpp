@@ -27,7 +27,6 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
-#include "cuda/backend.h"
 #include "cuda/device_ops.h"
 #include "core/linalg.h"
 #include "io/checkpoint.h"
@@ -37,6 +36,8 @@
 #include "model/eval.h"
 #include "prune/prune.h"
 #include "svd/svd.h"
+#include "gpu_test_util.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using moekit::io::Checkpoint;
@@ -59,34 +60,8 @@ fs::path model_dir(const std::string& name) {
     return name == "demo" ? kData.parent_path() / "assets" / "demo-moe" : kData / "fixtures" / name;
 }
 
-bool gpu_usable(std::string& reason) {
-    if (!moekit::backend::cuda_compiled()) {
-        reason = "CUDA backend not built";
-        return false;
-    }
-    if (moekit::backend::cuda_devices().empty()) {
-        reason = moekit::backend::cuda_unavailable_reason();
-        return false;
-    }
-    return true;
-}
-
-#define REQUIRE_GPU()                                                                   \
-    do {                                                                                \
-        std::string reason;                                                             \
-        if (!gpu_usable(reason)) {                                                      \
-            std::fprintf(stderr, "*** SKIPPED (no GPU): %s\n", reason.c_str());         \
-            GTEST_SKIP() << "SKIPPED: GPU test not run: " << reason;                    \
-        }                                                                               \
-    } while (0)
-
 double rel_err(const Matrix& a, const Matrix& b) {
-    double num = 0.0, den = 0.0;
-    for (Eigen::Index i = 0; i < a.size(); ++i) {
-        num = std::max(num, std::abs(double(a.data()[i]) - double(b.data()[i])));
-        den = std::max(den, std::abs(double(b.data()[i])));
-    }
-    return den > 0.0 ? num / den : num;
+    return moekit::test::max_rel_err(a.data(), b.data(), static_cast<size_t>(a.size()));
 }
 
 // Every observer site, recorded in call order.
@@ -129,15 +104,17 @@ struct Outputs {
 };
 
 std::vector<std::vector<int32_t>> random_sequences(int64_t vocab, uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(vocab - 1));
-    std::vector<std::vector<int32_t>> seqs;
-    for (int len : {40, 17, 5}) {
-        std::vector<int32_t> s(static_cast<size_t>(len));
-        for (auto& v : s) v = id(rng);
-        seqs.push_back(std::move(s));
-    }
-    return seqs;
+    return moekit::test::random_sequences(vocab, seed, {40, 17, 5});
+}
+
+// A copy of model directory `src` in `dst` with config.json's `key` set to `value`.
+void copy_with_config(const fs::path& src, const fs::path& dst, const std::string& key, const nlohmann::json& value) {
+    for (const auto& entry : fs::directory_iterator(src))
+        if (entry.is_regular_file()) fs::copy_file(entry.path(), dst / entry.path().filename(), fs::copy_options::overwrite_existing);
+    nlohmann::json config;
+    std::ifstream(dst / "config.json") >> config;
+    config[key] = value;
+    std::ofstream(dst / "config.json") << config.dump(2);
 }
 
 Outputs run(const fs::path& dir, const std::vector<std::vector<int32_t>>& seqs,
@@ -289,19 +266,13 @@ TEST(EngineDeviceCuda, MakeCudaOpsWithoutGpuIsAClearError) {
 // Sliding-window attention (no fixture has a window shorter than the test sequences): the Mixtral
 // fixture with sliding_window = 8.
 TEST(EngineDeviceWindow, SlidingWindowOnHostOps) {
-    const fs::path tmp = fs::temp_directory_path() / ("moekit_device_window_" + std::to_string(::getpid()));
-    fs::create_directories(tmp);
-    for (const auto& entry : fs::directory_iterator(model_dir("mixtral")))
-        fs::copy_file(entry.path(), tmp / entry.path().filename(), fs::copy_options::overwrite_existing);
-    nlohmann::json config;
-    std::ifstream(tmp / "config.json") >> config;
-    config["sliding_window"] = 8;
-    std::ofstream(tmp / "config.json") << config.dump(2);
+    const moekit::test::TempDir dir("device-window");
+    const fs::path tmp = dir.path();
+    copy_with_config(model_dir("mixtral"), tmp, "sliding_window", 8);
     const auto seqs = random_sequences(vocab_of(tmp), 13);
     const Outputs cpu = run(tmp, seqs, nullptr);
     const Outputs dev = run(tmp, seqs, make_host_ops(2));
     const Outputs full = run(model_dir("mixtral"), seqs, nullptr);
-    fs::remove_all(tmp);
     expect_same(dev, cpu, kHostTol, "sliding window 8 (host ops)");
     EXPECT_GT(rel_err(cpu.logits, full.logits), 1e-3) << "the window must change the result";
 }
@@ -310,14 +281,9 @@ TEST(EngineDeviceWindow, SlidingWindowOnHostOps) {
 // top-1 routing as the reference (so KL, top-1 and routing agreement are not trivial), the same
 // perplexities, KL, top-1 and routing agreement as the CPU; against itself KL 0.
 static void eval_matches_cpu(const std::shared_ptr<moekit::backend::DeviceOps>& device, double tol, const std::string& what) {
-    const fs::path ref = fs::temp_directory_path() / ("moekit_device_eval_" + std::to_string(::getpid()));
-    fs::create_directories(ref);
-    for (const auto& entry : fs::directory_iterator(model_dir("demo")))
-        if (entry.is_regular_file()) fs::copy_file(entry.path(), ref / entry.path().filename(), fs::copy_options::overwrite_existing);
-    nlohmann::json config;
-    std::ifstream(ref / "config.json") >> config;
-    config["num_experts_per_tok"] = 1;
-    std::ofstream(ref / "config.json") << config.dump(2);
+    const moekit::test::TempDir dir("device-eval");
+    const fs::path ref = dir.path();
+    copy_with_config(model_dir("demo"), ref, "num_experts_per_tok", 1);  // top-1 routing
 
     EvalOptions o;
     o.model_dir = model_dir("demo");
@@ -329,7 +295,6 @@ static void eval_matches_cpu(const std::shared_ptr<moekit::backend::DeviceOps>& 
     const EvalReport cpu = evaluate(o);
     o.device = device;
     const EvalReport dev = evaluate(o);
-    fs::remove_all(ref);
     const double n = double(cpu.total.scored);
     EXPECT_EQ(dev.total.scored, cpu.total.scored);
     EXPECT_NEAR(dev.total.ppl(), cpu.total.ppl(), tol * cpu.total.ppl()) << what;

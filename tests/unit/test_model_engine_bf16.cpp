@@ -24,6 +24,7 @@
 #include "io/checkpoint.h"
 #include "model/engine.h"
 #include "model/eval.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using moekit::io::Checkpoint;
@@ -42,12 +43,7 @@ constexpr double kLogitFroTol = 7e-2;
 constexpr double kMinRoutingAgreement = 0.9;
 
 double rel_err(const Matrix& a, const Matrix& b) {
-    double num = 0.0, den = 0.0;
-    for (Eigen::Index i = 0; i < a.size(); ++i) {
-        num = std::max(num, std::abs(double(a.data()[i]) - double(b.data()[i])));
-        den = std::max(den, std::abs(double(b.data()[i])));
-    }
-    return den > 0.0 ? num / den : num;
+    return moekit::test::max_rel_err(a.data(), b.data(), static_cast<size_t>(a.size()));
 }
 
 double rel_fro(const Matrix& a, const Matrix& b) { return double((a - b).norm()) / double(b.norm()); }
@@ -89,15 +85,7 @@ Outputs run(const fs::path& dir, const std::vector<std::vector<int32_t>>& seqs, 
 }
 
 std::vector<std::vector<int32_t>> random_sequences(int64_t vocab, uint32_t seed) {
-    std::mt19937 rng(seed);
-    std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(vocab - 1));
-    std::vector<std::vector<int32_t>> seqs;
-    for (int len : {64, 33, 17}) {
-        std::vector<int32_t> s(static_cast<size_t>(len));
-        for (auto& v : s) v = id(rng);
-        seqs.push_back(std::move(s));
-    }
-    return seqs;
+    return moekit::test::random_sequences(vocab, seed, {64, 33, 17});
 }
 
 }  // namespace

@@ -1,13 +1,20 @@
-// Helpers shared by the unit tests: a self-deleting temporary directory and whole-file I/O.
+// Helpers shared by the unit tests: a self-deleting temporary directory, whole-file I/O and
+// random token sequences.
 #pragma once
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
+#include <random>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace moekit::test {
 
@@ -47,5 +54,29 @@ inline void write_all(const fs::path& path, const std::string& bytes) {
 
 // memcmp that accepts null pointers for empty ranges (std::memcmp does not).
 inline int safe_memcmp(const void* a, const void* b, std::size_t n) { return n == 0 ? 0 : std::memcmp(a, b, n); }
+
+// Sequences of the given lengths with uniformly random ids in [0, vocab) (seeded).
+inline std::vector<std::vector<int32_t>> random_sequences(int64_t vocab, uint32_t seed, std::initializer_list<int> lengths) {
+    std::mt19937 rng(seed);
+    std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(vocab - 1));
+    std::vector<std::vector<int32_t>> seqs;
+    for (const int len : lengths) {
+        std::vector<int32_t> s(static_cast<size_t>(len));
+        for (auto& v : s) v = id(rng);
+        seqs.push_back(std::move(s));
+    }
+    return seqs;
+}
+
+// max |a - b| / max |b| over n values (max |a - b| when b is all zeros): the engine tests'
+// "within x relative" for logits and hidden states.
+inline double max_rel_err(const float* a, const float* b, size_t n) {
+    double num = 0.0, den = 0.0;
+    for (size_t i = 0; i < n; ++i) {
+        num = std::max(num, std::abs(double(a[i]) - double(b[i])));
+        den = std::max(den, std::abs(double(b[i])));
+    }
+    return den > 0.0 ? num / den : num;
+}
 
 }  // namespace moekit::test
