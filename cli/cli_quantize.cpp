@@ -7,6 +7,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "cuda/device_ops.h"
 #include "quantize/quantize.h"
 
 namespace moekit::cli {
@@ -111,9 +112,10 @@ quantize::QuantizeOptions quantize_options(const QuantizeCommand& command) {
 }
 
 int run_quantize(const QuantizeCommand& command) {
-    apply_common_options(command.common);
+    const std::string device = apply_common_options(command.common);
     require_directory(command.model_dir, "MODEL_DIR");
-    const quantize::QuantizeOptions options = quantize_options(command);
+    quantize::QuantizeOptions options = quantize_options(command);
+    if (device == "cuda") options.device = backend::make_cuda_ops(0);  // calibration forward passes
     const quantize::QuantizeResult result = quantize::quantize(options);
     clear_tty_progress();
     if (command.common.json)

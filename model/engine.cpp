@@ -117,7 +117,9 @@ Engine::Engine(const io::Checkpoint& checkpoint, EngineOptions options) : impl_(
         // The device keeps its own bf16 copies; the host loader always hands over fp32.
         m.device = std::make_unique<DeviceForward>(options.device, m.mc, m.extras, *m.loader, m.eps,
                                                    options.compute == Compute::kBf16, m.n_threads,
-                                                   options.device_weight_budget);
+                                                   // Overrides may change between calls (GPTQ runs a
+                                                   // layer again with its quantized weights): keep nothing.
+                                                   options.overrides ? 0 : options.device_weight_budget);
     } else {
         if (options.compute == Compute::kBf16 && !core::bf16::available())
             throw Error("engine", "--compute bf16 needs the bf16 GEMM backend: " + core::bf16::describe() +

@@ -147,7 +147,8 @@ struct EngineOptions {
     // Bytes of weights the device keeps between passes (uploaded once, reused by every later
     // batch); layers beyond it are uploaded for every pass. Default: 85 % of the device's free
     // memory less a reserve for activations (on the host implementation, which reports no free
-    // memory: nothing kept).
+    // memory: nothing kept). With `overrides` nothing is kept either: their values may change
+    // between calls.
     uint64_t device_weight_budget = ~uint64_t(0);
 };
 

@@ -165,7 +165,7 @@ GptqModelResult gptq_model(const io::Checkpoint& ck, const std::vector<std::stri
                 quantized.tensors[name] = std::move(v);
             }
     };
-    const model::Engine engine(ck, model::EngineOptions{.threads = o.threads, .overrides = &quantized});
+    const model::Engine engine(ck, model::EngineOptions{.threads = o.threads, .overrides = &quantized, .device = o.device});
 
     // Tensors outside decoder layers (embedding, head) first: layer 0 sees the quantized embedding.
     apply_rtn([&](const std::string& n) { return n.rfind("model.layers.", 0) != 0; });

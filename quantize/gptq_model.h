@@ -24,10 +24,12 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <map>
 #include <string>
 #include <vector>
 
+#include "cuda/device_ops.h"
 #include "io/checkpoint.h"
 #include "model/arch.h"
 #include "model/corpus.h"
@@ -44,6 +46,8 @@ struct GptqModelOptions {
     int64_t batch_tokens = 16384;
     std::map<std::pair<int64_t, int64_t>, int> expert_bits;  // (layer, expert) -> bits (mixed precision)
     int threads = 0;
+    // Where the calibration forward runs (model::EngineOptions::device); nullptr: the CPU.
+    std::shared_ptr<backend::DeviceOps> device = nullptr;
     // Tensors to fake-quantize with RTN (every quantizable tensor that is not a routed expert
     // projection); called with the tensor name and its fp32 data.
     std::function<void(const std::string&, std::vector<float>&)> rtn;

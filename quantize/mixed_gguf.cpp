@@ -105,7 +105,7 @@ std::vector<ProjectionProfile> mixed_precision_gguf_plan(const io::Checkpoint& c
     const auto batches = model::batch_windows(corpus.windows, o.batch_tokens);
     std::map<int64_t, ProjectionStats> stats;
     ProjectionObserver obs(ck, *resolved.arch, cands, stats);
-    const model::Engine engine(ck, model::EngineOptions{o.threads});
+    const model::Engine engine(ck, model::EngineOptions{.threads = o.threads, .device = o.device});
     model::Observer* list[] = {&obs};
     for (std::size_t b = 0; b < batches.size(); ++b) {
         if (o.progress) o.progress(static_cast<double>(b) / batches.size(), "mixed precision: profiling batch " + std::to_string(b + 1));

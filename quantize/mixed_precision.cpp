@@ -151,7 +151,7 @@ std::vector<ExpertProfile> mixed_precision_plan(const io::Checkpoint& ck, const 
     const model::Corpus corpus = model::load_corpus(ck, c.vocab_size, co);
     const auto batches = model::batch_windows(corpus.windows, o.batch_tokens);
     ProfileObserver obs(ck, *resolved.arch, o, profiles, index);
-    const model::Engine engine(ck, model::EngineOptions{o.threads});
+    const model::Engine engine(ck, model::EngineOptions{.threads = o.threads, .device = o.device});
     model::Observer* list[] = {&obs};
     for (std::size_t b = 0; b < batches.size(); ++b) {
         if (o.progress) o.progress(static_cast<double>(b) / batches.size(), "mixed precision: profiling batch " + std::to_string(b + 1));

@@ -13,11 +13,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "cuda/device_ops.h"
 #include "io/checkpoint.h"
 #include "model/corpus.h"
 #include "quantize/ggml_quants.h"
@@ -49,6 +51,8 @@ struct MixedPrecisionOptions {
     model::CorpusOptions calib;
     int64_t batch_tokens = 16384;
     int threads = 0;
+    // Where the calibration forward runs (model::EngineOptions::device); nullptr: the CPU.
+    std::shared_ptr<backend::DeviceOps> device = nullptr;
     std::function<void(double, const std::string&)> progress;
 };
 

@@ -408,6 +408,7 @@ QuantizeResult quantize(const QuantizeOptions& options) {
             mo.calib = options.calib;
             mo.batch_tokens = options.batch_tokens;
             mo.threads = options.threads;
+            mo.device = options.device;
             mo.progress = [&](double f, const std::string& what) { progress(0.5 * f, what); };
             res.mixed_gguf = mixed_precision_gguf_plan(ck, cands, mo);
             static const char* proj[] = {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"};
@@ -524,6 +525,7 @@ QuantizeResult quantize(const QuantizeOptions& options) {
             mo.calib = options.calib;
             mo.batch_tokens = options.batch_tokens;
             mo.threads = options.threads;
+            mo.device = options.device;
             mo.progress = [&](double f, const std::string& what) { progress(0.3 * f, what); };
             res.mixed = mixed_precision_plan(ck, mo);
             double sum = 0;
@@ -566,6 +568,7 @@ QuantizeResult quantize(const QuantizeOptions& options) {
             gptq_weights = std::make_unique<FloatSpill>(fs::absolute(options.out).parent_path());
             go.sink = [&](const std::string& n, std::vector<float>&& v) { gptq_weights->put(n, v); };
             go.threads = options.threads;
+            go.device = options.device;
             std::map<std::string, int64_t> cols_of;
             for (const auto& n : rtn_names) cols_of[n] = ck.at(n).info->shape[1];
             go.rtn = [&, cols_of](const std::string& n, std::vector<float>& v) {

@@ -29,12 +29,14 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "cuda/device_ops.h"
 #include "model/corpus.h"
 #include "quantize/ggml_quants.h"
 #include "quantize/gptq_model.h"
@@ -70,6 +72,9 @@ struct QuantizeOptions {
     std::vector<std::string> candidate_types = {"q4_0", "q5_0", "q8_0"};  // gguf
     double mp_alpha = 1.0, mp_beta = 1.0;
     int threads = 0;
+    // --device cuda: GPTQ's and mixed precision's calibration forward passes on the device
+    // (model::EngineOptions::device); the quantization itself stays on the CPU. nullptr: the CPU.
+    std::shared_ptr<backend::DeviceOps> device = nullptr;
     std::string tool_version;
     std::function<void(double, const std::string&)> progress;
 };

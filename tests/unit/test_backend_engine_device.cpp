@@ -35,6 +35,7 @@
 #include "model/engine.h"
 #include "model/eval.h"
 #include "prune/prune.h"
+#include "quantize/quantize.h"
 #include "svd/svd.h"
 #include "gpu_test_util.h"
 #include "test_util.h"
@@ -427,4 +428,69 @@ TEST(EngineDeviceCommands, SvdCalibratesOnHostOpsAndUsesSvdFn) {
     const int64_t n_expert = Engine(Checkpoint::open(o.model_dir)).config().n_expert;
     EXPECT_EQ(calls.load(), int(cpu["layers"].size()) * n_expert * 3);
     EXPECT_EQ(dev["timing"]["device"], "host");
+}
+
+// `moekit quantize --method gptq` with its forward passes (Hessian collection, then each layer
+// again with its quantized weights through WeightOverrides, which the device must not keep) on a
+// device: the same routed-token counts per expert and the same GPTQ losses and output errors as
+// on the CPU, up to rounding.
+TEST(EngineDeviceCommands, GptqCalibratesOnHostOps) {
+    const moekit::test::TempDir dir("device-gptq");
+    moekit::quantize::QuantizeOptions o;
+    o.model_dir = model_dir("demo");
+    o.format = "hf-fake";
+    o.method = "gptq";
+    o.bits = 4;
+    o.min_expert_tokens = 16;
+    o.calib.data = {{"en", kData.parent_path() / "assets" / "corpus" / "train" / "en.txt"}};
+    o.calib.max_tokens = 2048;
+    o.threads = 2;
+    o.out = dir / "cpu";
+    const auto cpu = moekit::quantize::to_json(moekit::quantize::quantize(o));
+    o.out = dir / "dev";
+    o.device = make_host_ops(2);
+    const auto dev = moekit::quantize::to_json(moekit::quantize::quantize(o));
+    ASSERT_EQ(dev["gptq_experts"].size(), cpu["gptq_experts"].size());
+    int64_t fitted = 0;
+    for (size_t i = 0; i < cpu["gptq_experts"].size(); ++i) {
+        const auto &c = cpu["gptq_experts"][i], &d = dev["gptq_experts"][i];
+        EXPECT_EQ(d["tokens"], c["tokens"]) << i;
+        EXPECT_EQ(d["starved"], c["starved"]) << i;
+        fitted += c["starved"].get<bool>() ? 0 : 1;
+        for (const char* k : {"loss_gate", "loss_up", "loss_down"})
+            EXPECT_NEAR(d[k].get<double>(), c[k].get<double>(), 1e-3 * c[k].get<double>() + 1e-12) << i << " " << k;
+    }
+    EXPECT_GT(fitted, 0) << "some experts must be GPTQ'd, not RTN fallbacks";
+    ASSERT_EQ(dev["tensors"].size(), cpu["tensors"].size());
+    for (size_t i = 0; i < cpu["tensors"].size(); ++i)
+        EXPECT_NEAR(dev["tensors"][i]["snr_db"].get<double>(), cpu["tensors"][i]["snr_db"].get<double>(), 0.05)
+            << cpu["tensors"][i]["name"];
+}
+
+// With WeightOverrides the device keeps no weights (even with room for them): a changed override
+// takes effect on the next pass, as on the CPU.
+TEST(EngineDeviceCache, OverridesAreNeverKept) {
+    const fs::path dir = model_dir("olmoe");
+    const Checkpoint ckpt = Checkpoint::open(dir);
+    TensorMapOverrides overrides;
+    EngineOptions options;
+    options.threads = 2;
+    options.device = make_host_ops(2);
+    options.device_weight_budget = ~uint64_t(0) - 1;
+    options.overrides = &overrides;
+    const Engine dev(ckpt, options);
+    EngineOptions cpu_options;
+    cpu_options.threads = 2;
+    cpu_options.overrides = &overrides;
+    const Engine cpu(ckpt, cpu_options);
+    const auto seqs = random_sequences(dev.config().vocab_size, 4);
+    const Matrix before = dev.forward_hidden(seqs);
+    const std::string name = "model.layers.0.self_attn.o_proj.weight";
+    std::vector<float> w = ckpt.read_f32(name);
+    for (float& v : w) v *= 0.5f;
+    overrides.tensors[name] = w;
+    const Matrix after = dev.forward_hidden(seqs);
+    EXPECT_GT(rel_err(after, before), 1e-3);
+    EXPECT_LE(rel_err(after, cpu.forward_hidden(seqs)), kHostTol);
+    EXPECT_EQ(dev.device_weight_bytes(), 0u);
 }
