@@ -11,7 +11,6 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
-#include "cuda/device_ops.h"
 #include "model/eval.h"
 
 namespace moekit::cli {
@@ -93,7 +92,7 @@ int run_eval(const EvalCommand& command) {
     if (!command.ref_dir.empty()) require_directory(command.ref_dir, "--ref");
 
     model::EvalOptions options = eval_options(command);
-    if (device == "cuda") options.device = backend::make_cuda_ops(0);
+    options.device = device_ops(device);
     const model::EvalReport report = model::evaluate(options);
     if (command.common.json)
         std::cout << model::to_json(report).dump(2) << "\n";

@@ -7,7 +7,6 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
-#include "cuda/device_ops.h"
 #include "merge/merge.h"
 
 namespace moekit::cli {
@@ -80,7 +79,7 @@ int run_merge(const MergeCommand& command) {
     require_directory(command.model_dir, "MODEL_DIR");
 
     merge::MergeOptions options = merge_options(command);
-    if (device == "cuda") options.device = backend::make_cuda_ops(0);  // the calibration forward; merging itself is CPU
+    options.device = device_ops(device);
     const merge::MergeResult result = merge::merge(options);
     clear_tty_progress();
     if (command.common.json)

@@ -10,7 +10,6 @@
 #include "analysis/profile.h"
 #include "cli/commands.h"
 #include "core/error.h"
-#include "cuda/device_ops.h"
 #include "dist/comm.h"
 
 namespace moekit::cli {
@@ -129,7 +128,7 @@ analysis::ProfileOptions profile_options(const ProfileCommand& command) {
 int run_profile(const ProfileCommand& command) {
     const std::string device = apply_common_options(command.common);
     analysis::ProfileOptions options = profile_options(command);
-    if (device == "cuda") options.device = backend::make_cuda_ops(0);  // the recording forward
+    options.device = device_ops(device);
     analysis::ProfileResult result = analysis::profile(options);
     if (!result.is_root) return 0;
     std::vector<std::string> files;

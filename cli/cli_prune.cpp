@@ -7,7 +7,6 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
-#include "cuda/device_ops.h"
 #include "prune/prune.h"
 
 namespace moekit::cli {
@@ -85,7 +84,7 @@ int run_prune(const PruneCommand& command) {
     require_directory(command.model_dir, "MODEL_DIR");
 
     prune::PruneOptions options = prune_options(command);
-    if (device == "cuda") options.device = backend::make_cuda_ops(0);  // the calibration forward
+    options.device = device_ops(device);
     const prune::PruneResult result = prune::prune(options);
     clear_tty_progress();
     if (command.common.json)

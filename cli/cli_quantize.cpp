@@ -7,7 +7,6 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
-#include "cuda/device_ops.h"
 #include "quantize/quantize.h"
 
 namespace moekit::cli {
@@ -115,7 +114,7 @@ int run_quantize(const QuantizeCommand& command) {
     const std::string device = apply_common_options(command.common);
     require_directory(command.model_dir, "MODEL_DIR");
     quantize::QuantizeOptions options = quantize_options(command);
-    if (device == "cuda") options.device = backend::make_cuda_ops(0);  // calibration forward passes
+    options.device = device_ops(device);
     const quantize::QuantizeResult result = quantize::quantize(options);
     clear_tty_progress();
     if (command.common.json)

@@ -77,7 +77,7 @@ pipeline::StepOutcome step_kind(const pipeline::PlannedStep& step, pipeline::Run
     parse_step(step, recipe, add, command);
     auto options = at_step(step, recipe, [&] { return to_options(command); });
     if (mode == pipeline::RunMode::validate) return {{}, calibration(options)};
-    apply_common_options(command.common);
+    use_device(options, apply_common_options(command.common));
     options.progress = tty_progress(step.name);
     Json report = exec(command, options);
     clear_tty_progress();
@@ -196,8 +196,11 @@ CLI::App* add_run(CLI::App& app, RunCommand& command) {
 }
 
 int run_run(const RunCommand& command) {
-    apply_common_options(command.common);
+    const std::string device = apply_common_options(command.common);
     pipeline::RunOptions options;
+    // An explicit --device (or a GPU that auto chose) is passed on to every step.
+    options.device = command.common.device == "auto" && device == "cpu" ? "auto" : device;
+    options.device_ops = device_ops(device);
     options.recipe = command.recipe;
     options.runs_dir = command.runs_dir;
     options.dry_run = command.dry_run;

@@ -7,7 +7,6 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
-#include "cuda/device_ops.h"
 #include "cuda/linalg.h"
 #include "svd/svd.h"
 
@@ -81,15 +80,18 @@ svd::SvdOptions svd_options(const SvdCommand& command) {
     return options;
 }
 
+void use_device(svd::SvdOptions& options, const std::string& resolved_device) {
+    options.device = device_ops(resolved_device);
+    if (options.device)  // the truncated SVDs on GPU 0 too
+        options.svd_fn = [](const svd::MatrixD& m) { return backend::cuda_svd(0, m); };
+}
+
 int run_svd(const SvdCommand& command) {
     const std::string device = apply_common_options(command.common);
     require_directory(command.model_dir, "MODEL_DIR");
 
     svd::SvdOptions options = svd_options(command);
-    if (device == "cuda") {  // calibration forward and the truncated SVDs on GPU 0
-        options.device = backend::make_cuda_ops(0);
-        options.svd_fn = [](const svd::MatrixD& m) { return backend::cuda_svd(0, m); };
-    }
+    use_device(options, device);
     const svd::SvdResult result = svd::svd(options);
     clear_tty_progress();
     if (command.common.json)

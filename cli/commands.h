@@ -119,6 +119,7 @@ CLI::App* add_svd(CLI::App& app, SvdCommand& command);
 int run_svd(const SvdCommand& command);
 // The library options the flags describe (checks flag values; `moekit run` steps use it too).
 svd::SvdOptions svd_options(const SvdCommand& command);
+void use_device(svd::SvdOptions& options, const std::string& resolved_device);
 
 struct QuantizeCommand {
     CommonOptions common;

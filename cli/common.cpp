@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "cuda/backend.h"
+#include "cuda/device_ops.h"
 
 namespace moekit::cli {
 
@@ -27,6 +28,10 @@ std::string apply_common_options(const CommonOptions& options) {
     if (options.device == "cuda" && !gpu_usable)
         throw Error("cli", "--device cuda requested but no GPU is usable: " + backend::cuda_unavailable_reason());
     return gpu_usable ? "cuda" : "cpu";
+}
+
+std::shared_ptr<backend::DeviceOps> device_ops(const std::string& resolved_device) {
+    return resolved_device == "cuda" ? backend::make_cuda_ops(0) : nullptr;
 }
 
 std::function<void(double, const std::string&)> tty_progress(const std::string& name) {

@@ -4,10 +4,12 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include <CLI/CLI.hpp>
 
+#include "cuda/device_ops.h"
 #include "model/corpus.h"
 
 namespace moekit::cli {
@@ -23,6 +25,16 @@ void add_common_options(CLI::App& command, CommonOptions& options);
 // Applies --threads and resolves --device to "cpu" or "cuda"; a request for cuda without a
 // usable GPU is a user error naming the reason.
 std::string apply_common_options(const CommonOptions& options);
+
+// The compute device for a resolved --device: GPU 0's backend::DeviceOps for "cuda", nullptr
+// (the CPU) for "cpu". Library options take it as `device`.
+std::shared_ptr<backend::DeviceOps> device_ops(const std::string& resolved_device);
+// Sets a command's library options to compute on that device (svd: cli_svd.cpp's overload, which
+// also sends its SVDs to the GPU).
+template <class Options>
+void use_device(Options& options, const std::string& resolved_device) {
+    options.device = device_ops(resolved_device);
+}
 
 // How data files become token windows; the same flags for every command that runs the model
 // over data (eval --data, profile --data, prune --calib).

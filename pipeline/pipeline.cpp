@@ -220,7 +220,10 @@ Json shared_pass(model::CalibrationCache& cache, const std::vector<PlannedStep>&
     if (options.progress)
         options.progress("shared calibration pass on " + first.input.string() + " for " + names.dump());
     const io::Checkpoint ckpt = io::Checkpoint::open(first.input);
-    const model::Engine engine(ckpt, model::EngineOptions{threads});
+    model::EngineOptions engine_options;
+    engine_options.threads = threads;
+    engine_options.device = options.device_ops;  // the same device as the steps (calibration keys name it)
+    const model::Engine engine(ckpt, engine_options);
     const model::ModelConfig& mc = engine.config();
     model::CorpusOptions co = calibrations[members.front()]->corpus;
     const model::Corpus corpus = model::load_corpus(ckpt, mc.vocab_size, co);
@@ -325,6 +328,7 @@ std::vector<PlannedStep> plan(const Recipe& recipe, const RunOptions& options) {
                 if (!has_option(s, c.key)) add(c.args, c.line);
         if (!p.output.empty()) add({"-o", p.output.string(), "--force"}, 0);
         if (options.threads > 0 && !has_option(s, "threads")) add({"--threads", std::to_string(options.threads)}, 0);
+        if (options.device != "auto" && !has_option(s, "device")) add({"--device", options.device}, 0);
         if (p.output_is_model) current = p.output;
         out.push_back(std::move(p));
     }

@@ -23,6 +23,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cuda/device_ops.h"
 #include "model/calib_cache.h"
 #include "pipeline/recipe.h"
 
@@ -48,6 +49,11 @@ struct RunOptions {
     bool dry_run = false;
     bool reuse_calibration = false;
     int threads = 0;                           // 0: all cores
+    // Where the model runs: "cpu" or "cuda" is passed to every step as --device (unless the step
+    // sets --device; "auto": nothing passed, the steps choose as the run did) and the shared
+    // calibration passes run on device_ops (nullptr: the CPU).
+    std::string device = "auto";
+    std::shared_ptr<backend::DeviceOps> device_ops = nullptr;
     std::string tool_version;
     // A line of progress per step start (stderr in the CLI).
     std::function<void(const std::string&)> progress;

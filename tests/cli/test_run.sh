@@ -243,6 +243,12 @@ checks=$((checks + 1)); [[ $(cat "$tmp/work/other/pipe/mine.txt") == keep ]] || 
 expect 0 "moekit merge" -- run "$tmp/pipe.yaml" --runs-dir "$tmp/work/dry" --dry-run
 checks=$((checks + 1)); [[ ! -e $tmp/work/dry ]] || fail "--dry-run wrote $tmp/work/dry"
 expect 0 "assert" -- run --help
+# An explicit --device is passed on to every step (auto on a machine without a GPU passes nothing).
+expect 0 "--force --device cpu" -- run "$tmp/pipe.yaml" --runs-dir "$tmp/work/dry" --dry-run --device cpu
+if "$moekit" --version | grep -q -e "no usable GPU" -e "not built"; then
+  checks=$((checks + 1))
+  "$moekit" run "$tmp/pipe.yaml" --runs-dir "$tmp/work/dry" --dry-run 2>&1 | grep -q -- "--device" && fail "--device passed on without being asked for"
+fi
 
 # The example recipes in docs/examples/ are valid (README points at them).
 for recipe in "$root"/docs/examples/*.yaml; do
