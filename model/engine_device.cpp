@@ -327,6 +327,7 @@ void DeviceForward::moe_block(const DeviceBatch& batch, int64_t il, Layer& lw, c
     o.fill_zero(routed);
     // Experts in ascending order (the order their outputs are added, as on the CPU). Those not on
     // the device yet are loaded on the host a chunk at a time and freed there once uploaded.
+    Matrix x_host;  // the all-experts site's input, downloaded once
     LayerWeights host;
     host.layer = il;
     host.experts.resize(lw.experts.size());
@@ -391,8 +392,9 @@ void DeviceForward::moe_block(const DeviceBatch& batch, int64_t il, Layer& lw, c
             if (all) {
                 std::vector<float> g_all(static_cast<size_t>(T), 0.0f);
                 for (int64_t i = 0; i < n; ++i) g_all[static_cast<size_t>(re[static_cast<size_t>(i)])] = ge[static_cast<size_t>(i)];
-                const Matrix xa = download(x), ya = download(Y);
-                for (Observer* ob : obs.all_experts) ob->on_expert(ExpertEvent{il, e, all_rows, xa, ya, g_all});
+                if (x_host.size() == 0) x_host = download(x);  // once per layer
+                const Matrix ya = download(Y);
+                for (Observer* ob : obs.all_experts) ob->on_expert(ExpertEvent{il, e, all_rows, x_host, ya, g_all});
             }
         }
     }

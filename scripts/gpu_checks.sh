@@ -21,4 +21,4 @@ ldd .gpu-bundle/bin/test_backend | grep -E "not found|cublas|cudart" | tee -a "$
 step() { echo "== $1"; shift; "$@"; echo "== exit $?"; }
 step "GPU tests" bash -c ".gpu-bundle/bin/test_backend --gtest_filter='*Cuda*' 2>&1 | tee '$out/gpu_tests.log' | grep -E '^\[ *(OK|FAILED|PASSED|SKIPPED) |engine device|Failure' | head -80"
 step "compute-sanitizer" bash -c "timeout 180 compute-sanitizer --tool memcheck --error-exitcode 1 .gpu-bundle/bin/test_backend --gtest_filter='Models/EngineDevice.CudaFp32MatchesCpuEngine/*' > '$out/sanitizer.log' 2>&1; rc=\$?; tail -5 '$out/sanitizer.log'; exit \$rc"
-step "bench eval" bash -c "PYTHONUNBUFFERED=1 timeout 300 python3 bench/bench_eval_gpu.py --moekit .gpu-bundle/bin/moekit --out '$out/eval_gpu.json' 2>&1 | tail -15"
+step "bench eval" bash -c "PYTHONUNBUFFERED=1 timeout 300 python3 bench/bench_eval_gpu.py --moekit .gpu-bundle/bin/moekit --layers 2 --tokens 32768 --runs 1 --out '$out/eval_gpu.json' 2>&1 | tail -15"
