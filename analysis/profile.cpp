@@ -157,9 +157,8 @@ Recorded record(const ProfileOptions& options, int threads) {
     out.calibration.kind = kTraceKind;
     std::string key;
     if (options.calib_cache != nullptr && dist::size() == 1) {
-        nlohmann::json params = trace_params(options, t.logit_sample_stride);
-        if (engine.device_name() != "cpu") params["device"] = engine.device_name();  // GPU sums differ in the last bits
-        key = options.calib_cache->key(ckpt, corpus, kTraceKind, params);
+        key = options.calib_cache->key(ckpt, corpus, kTraceKind,
+                                       model::key_params(engine, trace_params(options, t.logit_sample_stride)));
         if (options.calib_cache->contains(kTraceKind, key)) {
             const fs::path saved = options.calib_cache->path(kTraceKind, key);
             const std::string name = t.model_name;

@@ -44,7 +44,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from bench_eval import group_windows, profile, windows  # noqa: E402  (the CPU benchmark's helpers)
+from bench_eval import active_params, group_windows, profile, windows  # noqa: E402  (the CPU benchmark's helpers)
 
 
 def ceilings(device):
@@ -72,14 +72,6 @@ def ceilings(device):
     torch.cuda.synchronize()
     gbs = 2 * x.numel() * 10 / (time.perf_counter() - t) / 1e9
     return {"bf16_mm_tflops": tflops, "copy_gb_s": gbs, "gpu": torch.cuda.get_device_name(0)}
-
-
-def active_params(cfg):
-    d, f, k, v = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_experts_per_tok"], cfg["vocab_size"]
-    hd = d // cfg["num_attention_heads"]
-    kv = cfg.get("num_key_value_heads", cfg["num_attention_heads"]) * hd
-    per_layer = d * d * 2 + d * kv * 2 + cfg["num_experts"] * d + k * 3 * d * f
-    return cfg["num_hidden_layers"] * per_layer + v * d
 
 
 def weight_bytes(cfg):
@@ -176,7 +168,7 @@ def main():
     for compute, dtype in (("bf16", "bfloat16"), ("fp32", "float32")):
         m = run_moekit(a.moekit, model, ids_path, a.seq_len, a.runs, compute, a.device)
         t = run_transformers(model, ids, a.seq_len, a.batch_windows, dtype, a.device)
-        tflops = 2 * active_params(cfg) * m["tokens_per_s"] / 1e12
+        tflops = 2 * active_params(cfg)[0] * m["tokens_per_s"] / 1e12
         rows.append({"compute": compute, "moekit": m, "transformers": t, "speedup": m["tokens_per_s"] / t["tokens_per_s"],
                      "speedup_weights_loaded": m["tokens_per_s_loaded"] / t["tokens_per_s"],
                      "moekit_tflops": tflops, "moekit_fraction_of_bf16_peak": tflops / ceil["bf16_mm_tflops"],

@@ -92,7 +92,7 @@ int run_eval(const EvalCommand& command) {
     if (!command.ref_dir.empty()) require_directory(command.ref_dir, "--ref");
 
     model::EvalOptions options = eval_options(command);
-    options.device = device_ops(device);
+    use_device(options, device);
     const model::EvalReport report = model::evaluate(options);
     if (command.common.json)
         std::cout << model::to_json(report).dump(2) << "\n";

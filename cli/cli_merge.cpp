@@ -79,7 +79,7 @@ int run_merge(const MergeCommand& command) {
     require_directory(command.model_dir, "MODEL_DIR");
 
     merge::MergeOptions options = merge_options(command);
-    options.device = device_ops(device);
+    use_device(options, device);
     const merge::MergeResult result = merge::merge(options);
     clear_tty_progress();
     if (command.common.json)

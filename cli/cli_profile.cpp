@@ -128,7 +128,7 @@ analysis::ProfileOptions profile_options(const ProfileCommand& command) {
 int run_profile(const ProfileCommand& command) {
     const std::string device = apply_common_options(command.common);
     analysis::ProfileOptions options = profile_options(command);
-    options.device = device_ops(device);
+    use_device(options, device);
     analysis::ProfileResult result = analysis::profile(options);
     if (!result.is_root) return 0;
     std::vector<std::string> files;

@@ -84,7 +84,7 @@ int run_prune(const PruneCommand& command) {
     require_directory(command.model_dir, "MODEL_DIR");
 
     prune::PruneOptions options = prune_options(command);
-    options.device = device_ops(device);
+    use_device(options, device);
     const prune::PruneResult result = prune::prune(options);
     clear_tty_progress();
     if (command.common.json)

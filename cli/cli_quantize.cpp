@@ -114,7 +114,7 @@ int run_quantize(const QuantizeCommand& command) {
     const std::string device = apply_common_options(command.common);
     require_directory(command.model_dir, "MODEL_DIR");
     quantize::QuantizeOptions options = quantize_options(command);
-    options.device = device_ops(device);
+    use_device(options, device);
     const quantize::QuantizeResult result = quantize::quantize(options);
     clear_tty_progress();
     if (command.common.json)

@@ -301,6 +301,8 @@ public:
         DeviceMemory mem = raw(static_cast<size_t>(rows * cols) * sizeof(float));
         return {mem, static_cast<float*>(mem.get()), rows, cols, cols};
     }
+    // Host sources are pageable memory (moekit pins none): cudaMemcpyAsync from pageable memory
+    // returns once the source is staged, so the caller may free it (the interface's promise).
     DeviceMatrix upload(const float* src, int64_t rows, int64_t cols) override {
         DeviceMatrix m = alloc(rows, cols);
         if (rows * cols > 0)

@@ -67,6 +67,8 @@ public:
     // Device memory free now (bytes); 0 when the implementation has no notion of it (host).
     virtual uint64_t free_memory() const = 0;
 
+    // The upload_* calls have copied their host source when they return (the caller may free it);
+    // the device copy is ordered before later calls.
     virtual DeviceMatrix alloc(int64_t rows, int64_t cols) = 0;                       // uninitialized
     virtual DeviceMatrix upload(const float* src, int64_t rows, int64_t cols) = 0;    // src contiguous
     virtual void download(const DeviceMatrix& src, float* dst) = 0;                   // dst contiguous

@@ -120,13 +120,12 @@ void mla_attention(const Matrix& x, const AttentionWeights& w, const ModelConfig
     const int64_t H = mc.n_head, dn = m.qk_nope_head_dim, dr = m.qk_rope_head_dim, dv = m.v_head_dim;
     const int64_t dqk = dn + dr, r = m.kv_lora_rank;
     const int64_t T = x.rows();
-    constexpr float kLatentEps = 1e-6f;  // q_a_layernorm / kv_a_layernorm use the RMSNorm default eps
 
     Matrix q;
     if (!w.q_a.empty()) {
         Matrix qa;
         linear(x, w.q_a, &w.q_a_bias, qa, nt);
-        rms_norm(qa, w.q_a_norm, kLatentEps, qa, nt);
+        rms_norm(qa, w.q_a_norm, kMlaLatentEps, qa, nt);
         linear(qa, w.q_b, nullptr, q, nt);
     } else {
         linear(x, w.q, nullptr, q, nt);
@@ -135,7 +134,7 @@ void mla_attention(const Matrix& x, const AttentionWeights& w, const ModelConfig
     linear(x, w.kv_a, &w.kv_a_bias, ckv, nt);
     if (q.cols() != H * dqk || ckv.cols() != r + dr) throw Error("engine", "MLA projection sizes do not match the config");
     Matrix latent = ckv.leftCols(r);
-    rms_norm(latent, w.kv_a_norm, kLatentEps, latent, nt);
+    rms_norm(latent, w.kv_a_norm, kMlaLatentEps, latent, nt);
     Matrix k_pe = ckv.rightCols(dr);
     ckv.resize(0, 0);
     Matrix kv;

@@ -25,6 +25,9 @@ struct AttentionContext {
     int n_threads = 1;
 };
 
+// MLA's q_a_layernorm / kv_a_layernorm use RMSNorm's default eps, not the config's.
+inline constexpr float kMlaLatentEps = 1e-6f;
+
 // x: normed layer input [T, d]; out: attention output after o_proj [T, d].
 void gqa_attention(const Matrix& x, const AttentionWeights& w, const ModelConfig& mc, const AttentionContext& ctx,
                    Matrix& out);

@@ -108,14 +108,6 @@ std::vector<T> read_exact(const io::SafetensorsFile& file, std::string_view name
     return out;
 }
 
-// A sink's key parameters, plus the device when the engine is not the CPU one: a GPU's sums
-// differ from the CPU's in the last bits, so its entries must not stand in for them.
-nlohmann::json key_params(const Engine& engine, CalibrationSink& sink) {
-    nlohmann::json params = sink.params();
-    if (engine.device_name() != "cpu") params["device"] = engine.device_name();
-    return params;
-}
-
 // Every window of `corpus` through the engine once, in batches of the sinks' batch_tokens, feeding
 // their observers; returns the tokens pushed through.
 int64_t run_pass(const Engine& engine, const Corpus& corpus, const std::vector<CalibrationSink*>& sinks,
@@ -183,6 +175,11 @@ bool CalibrationCache::contains(std::string_view kind, const std::string& key) c
     return fs::is_regular_file(path(kind, key), ec);
 }
 
+nlohmann::json key_params(const Engine& engine, nlohmann::json params) {
+    if (engine.device_name() != "cpu") params["device"] = engine.device_name();
+    return params;
+}
+
 SharedPass run_shared_pass(CalibrationCache& cache, const io::Checkpoint& checkpoint, const Engine& engine,
                            const Corpus& corpus, const std::vector<CalibrationSink*>& sinks,
                            const std::function<void(double, const std::string&)>& progress) {
@@ -190,7 +187,7 @@ SharedPass run_shared_pass(CalibrationCache& cache, const io::Checkpoint& checkp
     std::vector<CalibrationSink*> todo;
     std::vector<std::string> keys;
     for (CalibrationSink* sink : sinks) {
-        const std::string key = cache.key(checkpoint, corpus, sink->kind(), key_params(engine, *sink));
+        const std::string key = cache.key(checkpoint, corpus, sink->kind(), key_params(engine, sink->params()));
         // The key covers the kind: an equal key is the same statistic (two prunes of one model).
         if (std::find(keys.begin(), keys.end(), key) != keys.end() || cache.contains(sink->kind(), key)) continue;
         if (!todo.empty() && sink->batch_tokens() != todo.front()->batch_tokens())
@@ -215,7 +212,7 @@ CalibrationUse calibrate(CalibrationCache* cache, const io::Checkpoint& checkpoi
     std::string key;
     if (cache != nullptr) {
         if (progress) progress(0.0, "calibration: looking up saved statistics");
-        key = cache->key(checkpoint, corpus, sink.kind(), key_params(engine, sink));
+        key = cache->key(checkpoint, corpus, sink.kind(), key_params(engine, sink.params()));
         if (const auto saved = cache->find(sink.kind(), key)) {
             load(*saved);
             use.source = "reused";

@@ -110,6 +110,11 @@ CalibrationUse calibrate(CalibrationCache* cache, const io::Checkpoint& checkpoi
                          CalibrationSink& sink, const std::function<void(const io::SafetensorsFile&)>& load,
                          const std::function<void(double, const std::string&)>& progress = nullptr);
 
+// A statistic's key parameters as computed with `engine`: `params` plus "device" when the engine
+// runs on a compute device (a GPU's sums differ from the CPU's in the last bits, so its entries
+// must not stand in for them). Every key a method saves goes through this.
+nlohmann::json key_params(const Engine& engine, nlohmann::json params);
+
 // Helpers for turning accumulators into tensors and back (names are the caller's).
 io::TensorSource f64_tensor(std::string name, std::vector<double> values);
 io::TensorSource i64_tensor(std::string name, std::vector<int64_t> values);

@@ -275,13 +275,23 @@ Matrix Engine::forward_hidden(const std::vector<std::vector<int32_t>>& sequences
     return h;
 }
 
+namespace {
+
+// logits()/device_logits(): `hidden` is [T, d_model] and the rows lie inside it.
+void check_logits_rows(const Matrix& hidden, int64_t d_model, int64_t row_begin, int64_t n_rows) {
+    if (hidden.cols() != d_model)
+        throw Error("engine", "logits: hidden has " + std::to_string(hidden.cols()) + " columns, expected " + std::to_string(d_model));
+    if (row_begin < 0 || n_rows < 0 || row_begin + n_rows > hidden.rows())
+        throw Error("engine", "logits: rows [" + std::to_string(row_begin) + ", " + std::to_string(row_begin + n_rows) +
+                                  ") outside hidden (" + std::to_string(hidden.rows()) + " rows)");
+}
+
+}  // namespace
+
 backend::DeviceMatrix Engine::device_logits(const Matrix& hidden, int64_t row_begin, int64_t n_rows) const {
     const Impl& m = *impl_;
     if (!m.device) throw InternalError("engine", "device_logits on the CPU engine");
-    if (hidden.cols() != m.mc.d_model || row_begin < 0 || n_rows < 0 || row_begin + n_rows > hidden.rows())
-        throw Error("engine", "logits: rows [" + std::to_string(row_begin) + ", " + std::to_string(row_begin + n_rows) +
-                                  ") or width do not fit the hidden states (" + std::to_string(hidden.rows()) + " x " +
-                                  std::to_string(hidden.cols()) + ")");
+    check_logits_rows(hidden, m.mc.d_model, row_begin, n_rows);
     const PhaseTimer timer(EngineProfile::kLogits);
     std::lock_guard<std::mutex> lock(m.head_mutex);
     const Matrix block = hidden.middleRows(row_begin, n_rows);
@@ -292,12 +302,8 @@ backend::DeviceMatrix Engine::device_logits(const Matrix& hidden, int64_t row_be
 Matrix Engine::logits(const Matrix& hidden, int64_t row_begin, int64_t n_rows) const {
     const Impl& m = *impl_;
     const int64_t d = m.mc.d_model, V = m.mc.vocab_size;
-    if (hidden.cols() != d)
-        throw Error("engine", "logits: hidden has " + std::to_string(hidden.cols()) + " columns, expected " + std::to_string(d));
-    if (row_begin < 0 || n_rows < 0 || row_begin + n_rows > hidden.rows())
-        throw Error("engine", "logits: rows [" + std::to_string(row_begin) + ", " + std::to_string(row_begin + n_rows) +
-                                  ") outside hidden (" + std::to_string(hidden.rows()) + " rows)");
     if (m.device) return m.device->download(device_logits(hidden, row_begin, n_rows));
+    check_logits_rows(hidden, d, row_begin, n_rows);
     const auto rows = hidden.middleRows(row_begin, n_rows);
     const PhaseTimer timer(EngineProfile::kLogits);
     Matrix out(n_rows, V);

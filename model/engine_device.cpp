@@ -8,12 +8,20 @@
 #include <numeric>
 
 #include "core/error.h"
+#include "model/attention.h"
 
 namespace moekit::model::detail {
 
 using backend::DeviceIndex;
 using backend::DeviceMatrix;
 using backend::DeviceWeight;
+
+namespace {
+
+uint64_t bytes_of(const DeviceWeight& w) { return w.empty() ? 0 : uint64_t(w.rows * w.cols) * (w.bf16 ? 2 : 4); }
+uint64_t bytes_of(const DeviceMatrix& m) { return m.empty() ? 0 : uint64_t(m.rows * m.cols) * 4; }
+
+}  // namespace
 
 struct DeviceForward::Mlp {
     DeviceWeight gate_up, down;
@@ -24,11 +32,8 @@ struct DeviceForward::Mlp {
     std::shared_ptr<const Mlp> base;  // low-rank d2-moe: the layer's shared base (counted there)
     bool factored() const { return !gate_a.empty(); }
     uint64_t bytes() const {
-        uint64_t b = 0;
-        for (const DeviceWeight* w : {&gate_up, &down, &gate_up_b, &gate_a, &up_a, &down_b, &down_a})
-            if (!w->empty()) b += uint64_t(w->rows * w->cols) * (w->bf16 ? 2 : 4);
-        for (const DeviceMatrix* m : {&gate_up_bias, &down_bias})
-            if (!m->empty()) b += uint64_t(m->rows * m->cols) * 4;
+        uint64_t b = bytes_of(gate_up_bias) + bytes_of(down_bias);
+        for (const DeviceWeight* w : {&gate_up, &down, &gate_up_b, &gate_a, &up_a, &down_b, &down_a}) b += bytes_of(*w);
         return b;
     }
 };
@@ -49,13 +54,6 @@ struct DeviceForward::Layer {
     uint64_t bytes = 0;                // device bytes of the weights above
     bool kept = false;                 // in the cache (experts join it as they are uploaded)
 };
-
-namespace {
-
-uint64_t bytes_of(const DeviceWeight& w) { return w.empty() ? 0 : uint64_t(w.rows * w.cols) * (w.bf16 ? 2 : 4); }
-uint64_t bytes_of(const DeviceMatrix& m) { return m.empty() ? 0 : uint64_t(m.rows * m.cols) * 4; }
-
-}  // namespace
 
 DeviceForward::DeviceForward(std::shared_ptr<backend::DeviceOps> ops, const ModelConfig& mc, const EngineExtras& extras,
                              const WeightLoader& loader, float eps, bool bf16, int n_threads, uint64_t weight_budget)
@@ -110,7 +108,6 @@ std::shared_ptr<DeviceForward::Layer> DeviceForward::layer(int64_t il) const {
     for (const Mlp* m : {static_cast<const Mlp*>(&L->dense), static_cast<const Mlp*>(&L->shared), L->expert_base.get()})
         if (m) b += m->bytes();
     L->bytes = b;
-    ops_->synchronize();  // the uploads have read the host copies, which are freed on return
     read_host_ = true;
     if (keep(b)) {
         L->kept = true;
@@ -213,12 +210,11 @@ void DeviceForward::attention(const DeviceBatch& batch, int64_t il, const Layer&
         const MlaSpec& m = mc_.mla;
         const int64_t dn = m.qk_nope_head_dim, dr = m.qk_rope_head_dim, dv = m.v_head_dim, dqk = dn + dr;
         const int64_t r = m.kv_lora_rank;
-        constexpr float kLatentEps = 1e-6f;  // as attention.cpp: the latent norms use RMSNorm's default eps
         DeviceMatrix q = o.alloc(T, H * dqk);
         if (!aw.q_a.empty()) {
             DeviceMatrix qa = o.alloc(T, aw.q_a.rows);
             o.linear(x, aw.q_a, bias(aw.q_a_bias), qa);
-            o.rms_norm(qa, aw.q_a_norm, kLatentEps, qa.cols, qa);
+            o.rms_norm(qa, aw.q_a_norm, kMlaLatentEps, qa.cols, qa);
             o.linear(qa, aw.q_b, nullptr, q);
         } else {
             o.linear(x, aw.q, nullptr, q);
@@ -229,7 +225,7 @@ void DeviceForward::attention(const DeviceBatch& batch, int64_t il, const Layer&
         DeviceMatrix ckv = o.alloc(T, r + dr);
         o.linear(x, kv_a, bias(aw.kv_a_bias), ckv);
         DeviceMatrix latent = ckv.cols_view(0, r), k_pe = ckv.cols_view(r, dr);
-        o.rms_norm(latent, aw.kv_a_norm, kLatentEps, r, latent);  // in place on the view
+        o.rms_norm(latent, aw.kv_a_norm, kMlaLatentEps, r, latent);  // in place on the view
         DeviceMatrix kv = o.alloc(T, kv_b.rows);
         o.linear(latent, kv_b, nullptr, kv);
         o.rope(q, H, dqk, dn, batch.rope, batch.positions);
@@ -348,8 +344,7 @@ void DeviceForward::moe_block(const DeviceBatch& batch, int64_t il, Layer& lw, c
                 const PhaseTimer timer(EngineProfile::kLoadExperts);
                 auto up = std::make_shared<Mlp>(upload_mlp(host.experts[static_cast<size_t>(e)]));
                 up->base = lw.expert_base;
-                ops_->synchronize();  // the upload has read the host copy
-                WeightLoader::release_expert(host, e);
+                WeightLoader::release_expert(host, e);  // uploads copy their source before returning
                 if (lw.kept && keep(up->bytes())) lw.experts[static_cast<size_t>(e)] = up;
                 wp = std::move(up);
             }
@@ -439,7 +434,6 @@ void DeviceForward::forward_layer(const DeviceBatch& batch, int64_t il, DeviceMa
         const Matrix h_out = download(h);
         for (Observer* ob : obs.layer) ob->on_layer(LayerEvent{il, *batch.tokens, h_in, h_out});
     }
-    o.synchronize();
     if (read_host_) loader_.release_layer(il);  // as the CPU engine: drop the pages this layer mapped
 }
 

@@ -35,6 +35,7 @@
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
 #include "model/engine.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using moekit::io::Checkpoint;
@@ -90,14 +91,7 @@ std::vector<std::vector<int32_t>> golden_sequences(const Golden& g) {
     return seqs;
 }
 
-double rel_err(const float* a, const float* b, size_t n) {
-    double num = 0.0, den = 0.0;
-    for (size_t i = 0; i < n; ++i) {
-        num = std::max(num, std::abs(double(a[i]) - double(b[i])));
-        den = std::max(den, std::abs(double(b[i])));
-    }
-    return den > 0.0 ? num / den : num;
-}
+double rel_err(const float* a, const float* b, size_t n) { return moekit::test::max_rel_err(a, b, n); }
 
 // Records everything the router site reports.
 struct RouterRecorder : Observer {

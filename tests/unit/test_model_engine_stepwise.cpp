@@ -17,6 +17,7 @@
 #include "io/checkpoint.h"
 #include "io/checkpoint_edit.h"
 #include "model/engine.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using namespace moekit;
@@ -26,16 +27,7 @@ namespace {
 
 const fs::path kFixtures = fs::path(MOEKIT_TEST_DATA) / "fixtures";
 
-std::vector<std::vector<int32_t>> sequences(int64_t vocab) {
-    std::mt19937 rng(3);
-    std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(vocab) - 1);
-    std::vector<std::vector<int32_t>> s(3);
-    for (size_t i = 0; i < s.size(); ++i) {
-        s[i].resize(9 + 4 * i);
-        for (auto& v : s[i]) v = id(rng);
-    }
-    return s;
-}
+std::vector<std::vector<int32_t>> sequences(int64_t vocab) { return moekit::test::random_sequences(vocab, 3, {9, 13, 17}); }
 
 bool same(const Matrix& a, const Matrix& b) {
     return a.rows() == b.rows() && a.cols() == b.cols() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
