@@ -48,6 +48,11 @@ expect 1 "--ref" -- eval "$demo" --data "$en" --ref "$tmp/no-such-ref"
 expect 1 "--seq-len must be at least 2" -- eval "$demo" --data "$en" --seq-len 1
 expect 1 "--seq-len must be at least 2" -- eval "$demo" --data "$en" --seq-len -5
 expect 1 "seq-len" -- eval "$demo" --data "$en" --seq-len abc
+# --device cuda without a usable GPU is a user error that says why (every command shares the flag).
+if "$moekit" --version | grep -q -e "no usable GPU" -e "not built"; then
+  expect 1 "no GPU is usable" -- eval "$demo" --data "$en" --device cuda
+  expect 1 "no GPU is usable" -- prune "$demo" --keep 0.5 --calib "$en" --dry-run --device cuda
+fi
 expect 1 "--max-tokens" -- eval "$demo" --data "$en" --max-tokens -1
 expect 1 "format" -- eval "$demo" --data "$en" --format csv
 expect 1 "" -- eval "$demo" --data "$en" --device tpu

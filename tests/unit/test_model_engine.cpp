@@ -44,7 +44,7 @@ using namespace moekit::model;
 namespace {
 
 const fs::path kData = fs::path(MOEKIT_TEST_DATA);
-const std::vector<std::string> kArchs = {"mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v2", "deepseek_v3"};
+const std::vector<std::string>& kArchs = moekit::test::kArchFixtures;
 constexpr double kTol = 1e-4;
 
 struct Tensor {

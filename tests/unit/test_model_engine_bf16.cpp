@@ -33,7 +33,7 @@ using namespace moekit::model;
 namespace {
 
 const fs::path kData = fs::path(MOEKIT_TEST_DATA);
-const std::vector<std::string> kArchs = {"mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v2", "deepseek_v3"};
+const std::vector<std::string>& kArchs = moekit::test::kArchFixtures;
 // bf16 has an 8-bit mantissa (relative rounding 2^-9 per operand). Measured on the fixtures
 // (random weights, 114 tokens): 0.9-5.9e-2 max relative error on tokens routed alike in every layer
 // (a flipped token still changes later tokens through attention), 1.2-4.8e-2 Frobenius, and

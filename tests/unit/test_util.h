@@ -79,4 +79,7 @@ inline double max_rel_err(const float* a, const float* b, size_t n) {
     return den > 0.0 ? num / den : num;
 }
 
+// The architecture fixtures in tests/fixtures/ with golden transformers outputs (one per ArchSpec).
+inline const std::vector<std::string> kArchFixtures = {"mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v2", "deepseek_v3"};
+
 }  // namespace moekit::test
