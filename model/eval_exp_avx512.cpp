@@ -4,23 +4,11 @@
 #include "model/eval_exp.h"
 
 #if defined(MOEKIT_EVAL_EXP_AVX512) && defined(__AVX512F__)
+#define MOEKIT_SIMD_CPU_HAS \
+    (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma"))
+#endif
 #define MOEKIT_SIMD_EIGEN moekit_eigen_avx512
-#define MOEKIT_SIMD_ALIGN 64
+#define MOEKIT_SIMD_AVAILABLE exp_shifted_avx512_available
 #define MOEKIT_SIMD_EXP exp_shifted_avx512
 #define MOEKIT_SIMD_SILU silu_mul_avx512
 #include "model/eval_exp_simd.inc"
-
-namespace moekit::model::detail {
-bool exp_shifted_avx512_available() {
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma");
-}
-}  // namespace moekit::model::detail
-#else
-namespace moekit::model::detail {
-
-bool exp_shifted_avx512_available() { return false; }
-void exp_shifted_avx512(const float* x, int64_t n, float mx, float* e) { exp_shifted_base(x, n, mx, e); }
-void silu_mul_avx512(float* g, const float* u, int64_t n) { silu_mul_base(g, u, n); }
-
-}  // namespace moekit::model::detail
-#endif
